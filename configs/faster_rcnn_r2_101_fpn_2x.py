@@ -1,0 +1,8 @@
+# Faster R-CNN on a Res2Net-v1b-101 26w×4s FPN backbone.
+# 2x schedule: 24 epochs, lr steps at 16 and 22;
+# SGD lr 0.02 for 16 images (8 GPUs x 2).
+_base_ = [
+    'mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py',
+    './_base_/res2net101_v1b_26w_4s.py',
+]
+model = dict(backbone=_base_.res2net101_backbone)

@@ -1,0 +1,13 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Res2Net backbones for MMDetection 3.x.
+
+Importing this package (configs do it through ``custom_imports``) registers
+:class:`Res2NetBackbone` in ``mmdet.registry.MODELS`` and lets torch's
+weights-only loader read the checkpoints that mmengine writes.
+"""
+from .backbone import Bottle2neck, Res2NetBackbone
+from .checkpoint import allow_mmengine_checkpoints
+
+allow_mmengine_checkpoints()
+
+__all__ = ['Bottle2neck', 'Res2NetBackbone']

@@ -1,0 +1,206 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Reading checkpoints: backbone weights, and mmengine's own checkpoints.
+
+Two problems live here, once, so that no tool has to work around them:
+
+* mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch
+  2.6 that means ``weights_only=True``, which refuses the ``HistoryBuffer``
+  and numpy objects that mmengine itself pickles into every checkpoint, so
+  ``--resume`` and ``test.py CHECKPOINT`` break. Rather than switching the
+  safety off, :func:`allow_mmengine_checkpoints` adds exactly those types to
+  torch's allow-list of safe globals.
+* mmengine's ``Pretrained`` init loads with ``strict=False`` and turns a
+  network failure into a traceback, so a wrong or unreachable file either
+  silently leaves layers random or drowns the cause. :func:`load_pretrained`
+  loads strictly and raises a one-line :class:`CheckpointError` instead.
+"""
+import os.path as osp
+import pickle
+from collections.abc import Mapping
+from typing import Any, Optional
+from urllib.error import URLError
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.runner.checkpoint import CheckpointLoader, get_external_models
+from torch import nn
+
+from .errors import CheckpointError
+
+# The statistics methods that mmengine's HistoryBuffer registers by default
+# and pickles along with every buffer.
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
+
+# Buffers that may legitimately be absent from older checkpoints; BatchNorm
+# fills them in itself when loading.
+_OPTIONAL_SUFFIXES = ('num_batches_tracked', )
+
+
+def _history_buffer_method(owner: Any, name: str) -> Any:
+    """``getattr``, restricted to what mmengine's checkpoints need.
+
+    A ``HistoryBuffer`` pickles its statistics methods, and Python pickles a
+    method such as ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``.
+    Allowing ``getattr`` itself would let a checkpoint reach any attribute.
+    """
+    if owner is not HistoryBuffer or name not in _HISTORY_BUFFER_METHODS:
+        raise pickle.UnpicklingError(
+            f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
+    return getattr(owner, name)
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` read mmengine's checkpoints.
+
+    mmengine stores its message hub (``HistoryBuffer`` objects holding numpy
+    arrays, numpy scalars and their statistics methods) in every checkpoint
+    it saves. These are plain data containers, so allow-listing exactly them
+    keeps the weights-only unpickler on for everything else.
+    """
+    multiarray = np._core.multiarray if hasattr(
+        np, '_core') else np.core.multiarray
+    dtype_classes = {
+        type(np.dtype(name))
+        for name in ('float16', 'float32', 'float64', 'int32', 'int64', 'bool',
+                     'uint8')
+    }
+    torch.serialization.add_safe_globals([
+        HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
+        multiarray.scalar, *sorted(dtype_classes, key=str),
+        (_history_buffer_method, 'builtins.getattr')
+    ])
+
+
+def _fetch_hint(checkpoint: str) -> str:
+    """Explain where a remote checkpoint comes from and where it is cached."""
+    url = checkpoint
+    for scheme in ('open-mmlab://', 'openmmlab://'):
+        if checkpoint.startswith(scheme):
+            url = get_external_models().get(checkpoint[len(scheme):], '')
+    if not url.startswith(('http://', 'https://')):
+        return ''
+    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))
+    return f'download {url} to {cached}, or '
+
+
+def read_state_dict(checkpoint: str,
+                    map_location: str = 'cpu') -> Mapping[str, torch.Tensor]:
+    """Read a state dict from a local path, a URL or an ``open-mmlab://`` name.
+
+    Args:
+        checkpoint: A file path, an ``http(s)://`` URL or an mmengine model
+            name such as ``open-mmlab://res2net101_v1d_26w_4s``. Remote files
+            are looked up in torch's hub cache before any download.
+        map_location: Passed to ``torch.load``.
+
+    Returns:
+        The ``state_dict`` entry of the checkpoint, or the checkpoint itself
+        when it is a bare state dict.
+
+    Raises:
+        CheckpointError: The file does not exist, cannot be fetched or is not
+            a checkpoint.
+    """
+    fix = ('set model.backbone.init_cfg.checkpoint=/path/to/weights.pth, '
+           'or model.backbone.init_cfg=None to train from scratch')
+    remote = '://' in checkpoint
+    if not remote and not osp.isfile(checkpoint):
+        raise CheckpointError(
+            f'backbone weights not found: {checkpoint}; {fix}')
+    try:
+        ckpt = CheckpointLoader.load_checkpoint(
+            checkpoint, map_location=map_location, logger='current')
+    except (URLError, ConnectionError, TimeoutError) as err:
+        reason = getattr(err, 'reason', err)
+        raise CheckpointError(
+            f'cannot fetch backbone weights {checkpoint} ({reason}); '
+            f'{_fetch_hint(checkpoint)}{fix}') from err
+    except KeyError as err:  # an unknown open-mmlab:// model name
+        raise CheckpointError(
+            f'unknown model name in {checkpoint}: {err}; {fix}') from err
+    except Exception as err:  # torch.load's many ways to reject a file
+        raise CheckpointError(
+            f'cannot read backbone weights {checkpoint} '
+            f'({type(err).__name__}: {str(err).splitlines()[0]}); '
+            f'{fix}') from err
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError(f'{checkpoint} holds a {type(ckpt).__name__}, '
+                              f'not a state dict; {fix}')
+    state = ckpt.get('state_dict', ckpt)
+    # Checkpoints saved from a DataParallel/DDP wrapper carry this prefix.
+    return {k.removeprefix('module.'): v for k, v in state.items()}
+
+
+def _summarise(keys: list, what: str) -> str:
+    shown = ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')
+    return f'{len(keys)} {what} ({shown})'
+
+
+def load_pretrained(module: nn.Module,
+                    checkpoint: str,
+                    *,
+                    prefix: Optional[str] = None,
+                    map_location: str = 'cpu',
+                    ignore_prefixes: tuple = ('fc.', )) -> None:
+    """Load backbone weights strictly, or raise a one-line error.
+
+    Every parameter and buffer of ``module`` must be in the checkpoint with
+    the same shape. Checkpoint entries starting with ``ignore_prefixes`` (the
+    ImageNet classifier) are dropped; any other extra entry is an error, as
+    it means the checkpoint was made for a different network.
+
+    Args:
+        module: The backbone to fill.
+        checkpoint: See :func:`read_state_dict`.
+        prefix: Only use the entries under this prefix, with the prefix
+            removed, e.g. ``'backbone.'`` for a whole-detector checkpoint.
+        map_location: Passed to ``torch.load``.
+        ignore_prefixes: Entries of the checkpoint that may be dropped.
+
+    Raises:
+        CheckpointError: The checkpoint cannot be read or does not fit.
+    """
+    state = read_state_dict(checkpoint, map_location)
+    if prefix:
+        state = {
+            k[len(prefix):]: v
+            for k, v in state.items() if k.startswith(prefix)
+        }
+    expected = module.state_dict()
+    missing = [
+        k for k in expected
+        if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)
+    ]
+    unexpected = [
+        k for k in state
+        if k not in expected and not k.startswith(ignore_prefixes)
+    ]
+    reshaped = [
+        f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}'
+        for k, v in expected.items() if k in state
+        and hasattr(state[k], 'shape') and state[k].shape != v.shape
+    ]
+    if missing or unexpected or reshaped:
+        problems = [
+            _summarise(keys, what)
+            for keys, what in ((missing, 'missing keys'), (unexpected,
+                                                           'unexpected keys'),
+                               (reshaped, 'shape mismatches')) if keys
+        ]
+        hint = ''
+        if not prefix and any(k.startswith('backbone.') for k in state):
+            hint = ("; it looks like a detector checkpoint: add "
+                    "prefix='backbone.' to init_cfg")
+        raise CheckpointError(
+            f'{checkpoint} does not fit {type(module).__name__}: '
+            f'{"; ".join(problems)}{hint}; check the backbone settings '
+            '(depth, scales, base_width, stem_type, avg_down) or convert '
+            'the weights')
+    module.load_state_dict({k: state[k]
+                            for k in expected if k in state},
+                           strict=False)
+    print_log(
+        f'loaded {len(expected) - len(missing)} backbone tensors from '
+        f'{checkpoint}',
+        logger='current')

@@ -1,0 +1,239 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""What ``tools/train.py`` and ``tools/test.py`` share.
+
+The tools stay thin: they parse mmdet's flags, build a config with
+:func:`load_config`, check its inputs, and hand it to mmengine's Runner.
+Everything here exists so that a user's mistake ends in one line that names
+the cause and the fix (:func:`run_tool`) instead of a traceback from deep
+inside the Runner, after work directories have been created.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .errors import UserError
+
+_DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
+              ' --out data/demo, then pass --cfg-options data_root=data/demo/')
+
+
+def run_tool(main: Callable[[], Any]) -> None:
+    """Run a tool's ``main``; report a :class:`UserError` as one line.
+
+    The exit status is 2, as for a command-line usage error.
+    """
+    try:
+        main()
+    except UserError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+
+def make_parser(description: str, example: str,
+                work_dir_help: str) -> argparse.ArgumentParser:
+    """A parser with the arguments both tools take, as mmdet names them.
+
+    ``CONFIG``, ``--work-dir``, ``--cfg-options``, ``--launcher`` and
+    ``--local-rank``; each tool adds its own after ``CONFIG``.
+    """
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog=f'example: {example}',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help=work_dir_help)
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value, e.g. data_root=data/demo/'
+        ' (moves every dataset path under the old root) or '
+        'model.backbone.init_cfg.checkpoint=/path/to/weights.pth')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse_cli(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line; export ``LOCAL_RANK`` as mmengine expects."""
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's Runner, or the one the config names in ``runner_type``."""
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
+        RUNNERS.build(cfg)
+
+
+def require_file(path: str, what: str, fix: str) -> None:
+    """Raise a :class:`UserError` unless ``path`` is an existing file."""
+    if not osp.isfile(path):
+        raise UserError(f'{what} not found: {path}; {fix}')
+
+
+def _rebase(node: Any, old: str, new: str) -> Any:
+    """Return ``node`` with every string under ``old`` moved to ``new``."""
+    if isinstance(node, str) and node.startswith(old):
+        return new + node[len(old):]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            node[key] = _rebase(value, old, new)
+        return node
+    if isinstance(node, (list, tuple)):
+        return type(node)(_rebase(value, old, new) for value in node)
+    return node
+
+
+def load_config(path: str,
+                cfg_options: Optional[Mapping[str, Any]] = None) -> Config:
+    """Read a config file and apply ``--cfg-options``.
+
+    ``data_root`` is a single fact in mmdet's dataset configs, but they copy
+    it into every dataloader and evaluator when the file is parsed, so
+    overriding it alone changes nothing. Here an overridden ``data_root``
+    moves every path that was under the old root, which makes
+    ``--cfg-options data_root=/path/to/coco/`` do what it says.
+
+    Raises:
+        UserError: The file does not exist or cannot be parsed.
+    """
+    require_file(
+        path, 'config file',
+        'pass the path of a .py config, e.g. configs/htc_r2_101_fpn_20e.py')
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as err:  # syntax errors, missing bases, bad imports
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        raise UserError(f'cannot read config {path}: '
+                        f'{type(err).__name__}: {first}') from err
+    if cfg_options:
+        old_root = cfg.get('data_root')
+        cfg.merge_from_dict(dict(cfg_options))
+        new_root = cfg.get('data_root')
+        if old_root and new_root and new_root != old_root:
+            new_root = new_root.rstrip('/') + '/'
+            old_root = old_root.rstrip('/') + '/'
+            options = dict(cfg_options)
+            options.pop('data_root')
+            # Move the paths parsed from the old root, then re-apply the
+            # user's explicit options so that they still win.
+            _rebase(cfg._cfg_dict, old_root, new_root)
+            cfg.merge_from_dict(options)
+            cfg.data_root = new_root
+    return cfg
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config a tool runs: the file, ``--cfg-options``, the launcher.
+
+    The work dir follows mmdet's rule: ``--work-dir``, else the config's,
+    else ``./work_dirs/<config name>``.
+    """
+    # Fewer repeated compilations when the model is torch.compile'd.
+    setup_cache_size_limit_of_dynamo()
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+    return cfg
+
+
+def _datasets(cfg: Mapping) -> Iterable[Mapping]:
+    """Yield the leaf dataset configs under a (wrapped) dataset config."""
+    if 'dataset' in cfg:
+        yield from _datasets(cfg['dataset'])
+    elif 'datasets' in cfg:
+        for sub in cfg['datasets']:
+            yield from _datasets(sub)
+    else:
+        yield cfg
+
+
+def check_data(cfg: Config, loaders: Iterable[str]) -> None:
+    """Fail early, in one line, when a dataloader's files are not there.
+
+    Checks each dataset's annotation file and image/segmentation folders
+    and each evaluator's annotation file, as mmengine would join them.
+
+    Raises:
+        UserError: Names the missing path, the data root it was looked
+            for under, and how to point elsewhere.
+    """
+    fix = ('put the dataset there or point at it with --cfg-options '
+           f'data_root=/path/to/coco/ ({_DEMO_HINT})')
+    for loader in loaders:
+        if not cfg.get(loader):
+            continue
+        for dataset in _datasets(cfg[loader]['dataset']):
+            root = dataset.get('data_root') or ''
+            where = f'{loader} (data_root={root!r})'
+            ann_file = dataset.get('ann_file')
+            if ann_file:
+                path = osp.join(root, ann_file)
+                if not osp.isfile(path):
+                    raise UserError(
+                        f'{where}: annotation file not found: {path}; {fix}')
+            for folder in (dataset.get('data_prefix') or {}).values():
+                path = osp.join(root, folder)
+                if folder and not osp.isdir(path):
+                    raise UserError(
+                        f'{where}: folder not found: {path}; {fix}')
+        evaluator = loader.replace('_dataloader', '_evaluator')
+        metrics = cfg.get(evaluator) or []
+        for metric in metrics if isinstance(metrics, list) else [metrics]:
+            ann_file = metric.get('ann_file')
+            if ann_file and not osp.isfile(ann_file):
+                raise UserError(f'{evaluator}: annotation file not found: '
+                                f'{ann_file}; {fix}')
+
+
+# CocoMetric's keys, in the order of COCO's summary, and their short names.
+AP_COLUMNS = (('mAP', 'AP'), ('mAP_50', 'AP50'), ('mAP_75', 'AP75'),
+              ('mAP_s', 'APs'), ('mAP_m', 'APm'), ('mAP_l', 'APl'))
+
+
+def ap_table(metrics: Mapping[str, float]) -> str:
+    """Format CocoMetric's results as a markdown table, a row per task.
+
+    COCO reports -1 for a size range without ground truth; that shows as
+    "–" (the JSON keeps the raw value).
+    """
+    lines = [
+        '| task | ' + ' | '.join(name for _, name in AP_COLUMNS) + ' |',
+        '|---' * (len(AP_COLUMNS) + 1) + '|'
+    ]
+    for task in ('bbox', 'segm'):
+        if f'coco/{task}_mAP' not in metrics:
+            continue
+        values = [metrics[f'coco/{task}_{key}'] for key, _ in AP_COLUMNS]
+        cells = [f'{v:.3f}' if v >= 0 else '–' for v in values]
+        lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def write_json(path: str, data: Mapping) -> None:
+    """Write JSON atomically, so a reader never sees half a file."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write('\n')
+    os.replace(tmp, path)

@@ -1,0 +1,116 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Test a detector: COCO box (and mask) AP, printed and saved as JSON.
+
+mmdet's ``tools/test.py`` flags; the metrics go to ``WORK_DIR/metrics.json``
+as well as to the log.
+
+Example:
+    python tools/test.py configs/htc_r2_101_fpn_20e.py htc_r2_101.pth
+"""
+import argparse
+import os.path as osp
+from copy import deepcopy
+
+from mmdet.engine.hooks.utils import trigger_visualization_hook
+from mmdet.evaluation import DumpDetResults
+from mmengine.config import ConfigDict
+from mmengine.dist import is_main_process
+
+from projects.res2net.cli import (ap_table, build_runner, check_data,
+                                  config_from_args, make_parser, parse_cli,
+                                  require_file, run_tool, write_json)
+from projects.res2net.errors import UserError
+
+
+def parse_args() -> argparse.Namespace:
+    parser = make_parser(
+        'Test (and evaluate) a detector',
+        'python tools/test.py configs/htc_r2_101_fpn_20e.py '
+        'work_dirs/htc/epoch_20.pth --show-dir vis',
+        'the dir to save the evaluation metrics in')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--out', help='dump predictions to a .pkl file for offline analysis')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='draw predictions into this dir (under the run\'s log dir)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--tta', action='store_true', help='test with flip augmentation')
+    return parse_cli(parser)
+
+
+def enable_tta(cfg: ConfigDict) -> None:
+    """Wrap the model for flip test-time augmentation, as mmdet does."""
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(
+            type='DetTTAModel',
+            tta_cfg=dict(
+                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        dataset = cfg.test_dataloader.dataset
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        cfg.tta_pipeline = deepcopy(dataset.pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[
+                dict(type='RandomFlip', prob=1.),
+                dict(type='RandomFlip', prob=0.)
+            ],
+                        [
+                            dict(
+                                type='PackDetInputs',
+                                meta_keys=('img_id', 'img_path', 'ori_shape',
+                                           'img_shape', 'scale_factor', 'flip',
+                                           'flip_direction'))
+                        ]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = config_from_args(args)
+    if '://' not in args.checkpoint:
+        require_file(
+            args.checkpoint, 'checkpoint',
+            'pass the .pth that tools/train.py wrote (see '
+            'last_checkpoint in its work dir)')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise UserError(f'--out {args.out}: predictions are dumped as a '
+                        'pickle; use a .pkl file name')
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.tta:
+        enable_tta(cfg)
+    check_data(cfg, ['test_dataloader'])
+
+    runner = build_runner(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    metrics = runner.test()
+
+    if is_main_process():
+        path = osp.join(cfg.work_dir, 'metrics.json')
+        write_json(
+            path,
+            dict(
+                config=args.config,
+                checkpoint=args.checkpoint,
+                metrics=metrics))
+        if any(key.startswith('coco/') for key in metrics):
+            print(ap_table(metrics))
+        else:
+            print('no COCO AP: the model made no detections above the score '
+                  'threshold on this data (see the log above)')
+        print(f'metrics written to {path}')
+
+
+if __name__ == '__main__':
+    run_tool(main)
