@@ -27,7 +27,7 @@ $(STAMP): requirements.txt setup.cfg
 	@echo "==> [1/4] virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "==> [2/4] build requirements: $(BUILD_REQS)"
-	$(PIP) install $(BUILD_REQS)
+	$(PIP) install $(foreach r,$(BUILD_REQS),'$(r)')
 	@echo "==> [3/4] $(MMCV_REQ) with its compiled ops (FORCE_CUDA=$(FORCE_CUDA))."
 	@echo "    The first build takes about 13 minutes on 2 cores; pip caches the wheel."
 	MMCV_WITH_OPS=1 FORCE_CUDA=$(FORCE_CUDA) MAX_JOBS=$(MAX_JOBS) \
