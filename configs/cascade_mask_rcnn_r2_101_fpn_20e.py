@@ -2,6 +2,6 @@
 # 20 epochs (lr steps at 16 and 19); SGD lr 0.02 for 16 images (8 GPUs x 2).
 _base_ = [
     'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_20e_coco.py',
-    './_base_/res2net101_v1b_26w_4s.py',
+    './_base_/res2net_backbones.py',
 ]
 model = dict(backbone=_base_.res2net101_backbone)

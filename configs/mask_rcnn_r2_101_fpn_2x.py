@@ -3,6 +3,6 @@
 # SGD lr 0.02 for 16 images (8 GPUs x 2).
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py',
-    './_base_/res2net101_v1b_26w_4s.py',
+    './_base_/res2net_backbones.py',
 ]
 model = dict(backbone=_base_.res2net101_backbone)

@@ -18,7 +18,7 @@ import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
-from mmdet.models.layers import ResLayer
+from mmdet.models.layers import ResLayer, SELayer
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor, nn
@@ -34,6 +34,13 @@ from .errors import ConfigValueError
 FIRST_BLOCK_POOL_RULES = ('strided', 'always')
 STEM_TYPES = ('deep', 'basic')
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
+
+
+def split_width(planes: int, base_width: float, base_channels: int,
+                groups: int) -> int:
+    """Channels of one split: ``base_width`` per group at ``base_channels``.
+    """
+    return math.floor(planes * base_width / base_channels) * groups
 
 
 def _check_choice(name: str, value, allowed: Sequence) -> None:
@@ -61,6 +68,10 @@ class Bottle2neck(Bottleneck):
         base_width: Channels per split in the first stage when ``planes ==
             base_channels``; they scale with ``planes`` in later stages.
         base_channels: The backbone's ``base_channels``.
+        groups: Cardinality of the split convs (Res2NeXt); each split then
+            has ``groups`` times the width.
+        se_ratio: Squeeze ratio of an SE block before the residual add
+            (SE-Res2Net); None for no SE block.
         first_block_pool: When a stage block pools its passed-through split,
             one of :data:`FIRST_BLOCK_POOL_RULES`.
         dcn: Config of a deformable conv used for the split convs.
@@ -79,6 +90,8 @@ class Bottle2neck(Bottleneck):
                  scales: int = 4,
                  base_width: int = 26,
                  base_channels: int = 64,
+                 groups: int = 1,
+                 se_ratio: Optional[int] = None,
                  first_block_pool: str = 'strided',
                  dcn: OptConfigType = None,
                  plugins: Optional[list] = None,
@@ -86,7 +99,7 @@ class Bottle2neck(Bottleneck):
         # DCN and plugins are set up below with this block's channel counts;
         # the parent would build them for a plain 3x3 conv of `planes`.
         super().__init__(inplanes, planes, dcn=None, plugins=None, **kwargs)
-        width = math.floor(planes * base_width / base_channels)
+        width = split_width(planes, base_width, base_channels, groups)
         self.scales = scales
         self.width = width
         # A stage block is the one that changes the shape: it downsamples or
@@ -118,6 +131,9 @@ class Bottle2neck(Bottleneck):
             self.norm3_name,
             build_norm_layer(
                 self.norm_cfg, planes * self.expansion, postfix=3)[1])
+        self.se = SELayer(
+            planes * self.expansion, ratio=se_ratio,
+            conv_cfg=self.conv_cfg) if se_ratio is not None else None
 
         split_conv_cfg = self.conv_cfg
         if dcn is not None:
@@ -133,6 +149,7 @@ class Bottle2neck(Bottleneck):
                 stride=self.conv2_stride,
                 padding=self.dilation,
                 dilation=self.dilation,
+                groups=groups,
                 bias=False) for _ in range(scales - 1))
         self.bns = nn.ModuleList(
             build_norm_layer(self.norm_cfg, width, postfix=i + 1)[1]
@@ -182,6 +199,8 @@ class Bottle2neck(Bottleneck):
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv2_plugin_names)
             out = self.norm3(self.conv3(out))
+            if self.se is not None:
+                out = self.se(out)
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv3_plugin_names)
             identity = x if self.downsample is None else self.downsample(x)
@@ -205,8 +224,13 @@ class Res2NetBackbone(ResNet):
     Args:
         depth: 50, 101, 152 or 200.
         scales: Number of splits per block, at least 2.
-        base_width: Channels per split in the first stage (26 for the
-            26w×4s models); must give at least one channel.
+        base_width: Channels per split (per group, with ``groups``) in the
+            first stage (26 for the 26w×4s models); must give at least one
+            channel.
+        groups: Cardinality of the split convs: 1 for Res2Net, e.g. 8 for
+            Res2NeXt-50 (with ``base_width=4``).
+        se_ratio: Squeeze ratio of an SE block before each residual add
+            (SE-Res2Net, e.g. 16); None for none.
         stem_type: ``'deep'`` (three 3x3 convs) or ``'basic'`` (one 7x7 conv).
         avg_down: Downsample the identity with an average pool and a 1x1
             conv instead of a strided 1x1 conv.
@@ -251,6 +275,8 @@ class Res2NetBackbone(ResNet):
                  depth: int,
                  scales: int = 4,
                  base_width: int = 26,
+                 groups: int = 1,
+                 se_ratio: Optional[int] = None,
                  stem_type: str = 'deep',
                  avg_down: bool = True,
                  first_block_pool: str = 'strided',
@@ -276,9 +302,12 @@ class Res2NetBackbone(ResNet):
             depth=depth,
             scales=scales,
             base_width=base_width,
+            groups=groups,
+            se_ratio=se_ratio,
             stem_type=stem_type,
             first_block_pool=first_block_pool,
             base_channels=base_channels,
+            conv_cfg=conv_cfg,
             stem_channels=stem_channels or base_channels,
             num_stages=num_stages,
             strides=strides,
@@ -290,10 +319,14 @@ class Res2NetBackbone(ResNet):
             dcn=dcn,
             stage_with_dcn=stage_with_dcn,
             plugins=plugins)
-        # Read by make_res_layer(), which ResNet.__init__ calls.
-        self.scales = scales
-        self.base_width = base_width
-        self.first_block_pool = first_block_pool
+        # What every block gets besides ResNet's arguments; read by
+        # make_res_layer(), which ResNet.__init__ calls.
+        self.block_cfg = dict(
+            scales=scales,
+            base_width=base_width,
+            groups=groups,
+            se_ratio=se_ratio,
+            first_block_pool=first_block_pool)
         # ResNet only zero-inits its own Bottleneck class, so do it here.
         self.zero_init_blocks = zero_init_residual and init_cfg is None
         super().__init__(
@@ -321,10 +354,11 @@ class Res2NetBackbone(ResNet):
         self.stem_type = stem_type
 
     @classmethod
-    def _validate(cls, *, depth, scales, base_width, stem_type,
-                  first_block_pool, base_channels, stem_channels, num_stages,
-                  strides, dilations, out_indices, style, frozen_stages,
-                  norm_cfg, dcn, stage_with_dcn, plugins) -> None:
+    def _validate(cls, *, depth, scales, base_width, groups, se_ratio,
+                  stem_type, first_block_pool, base_channels, conv_cfg,
+                  stem_channels, num_stages, strides, dilations, out_indices,
+                  style, frozen_stages, norm_cfg, dcn, stage_with_dcn,
+                  plugins) -> None:
         """Reject settings that would fail later or build the wrong net."""
         _check_choice('depth', depth, sorted(cls.arch_settings))
         _check_choice('stem_type', stem_type, STEM_TYPES)
@@ -336,11 +370,25 @@ class Res2NetBackbone(ResNet):
             raise ConfigValueError(
                 f'scales={scales!r} is not supported; use an integer >= 2 '
                 '(scales=1 is a plain ResNet)')
-        width = math.floor(base_width)
+        if not isinstance(groups, int) or groups < 1:
+            raise ConfigValueError(
+                f'groups={groups!r} is not supported; use an integer >= 1 '
+                '(1 for Res2Net, e.g. 8 for Res2NeXt)')
+        width = split_width(base_channels, base_width, base_channels, groups)
         if width < 1 or base_width <= 0:
             raise ConfigValueError(
                 f'base_width={base_width!r} gives {width} channels per split;'
                 ' use base_width >= 1 (e.g. 26, 14 or 48)')
+        if se_ratio is not None and (not isinstance(se_ratio, int)
+                                     or not 1 <= se_ratio <= base_channels):
+            raise ConfigValueError(
+                f'se_ratio={se_ratio!r} is not supported; use None (no SE '
+                f'block) or an integer in 1..{base_channels} (e.g. 16)')
+        if dcn is not None and conv_cfg is not None:
+            raise ConfigValueError(
+                f'dcn={dict(dcn)!r} with conv_cfg={dict(conv_cfg)!r}: the '
+                'split convs are either deformable or conv_cfg convs; set '
+                'one of them to None')
         for name, value in (('strides', strides), ('dilations', dilations),
                             ('stage_with_dcn', stage_with_dcn)):
             if name == 'stage_with_dcn' and dcn is None:
@@ -362,7 +410,7 @@ class Res2NetBackbone(ResNet):
             _check_choice('plugins[].position', plugin.get('position'),
                           PLUGIN_POSITIONS)
         if norm_cfg.get('type') == 'GN':
-            groups = norm_cfg.get('num_groups')
+            num_groups = norm_cfg.get('num_groups')
             # Every norm layer's channel count: stem, splits, fused splits,
             # expanded outputs.
             channels = [stem_channels]
@@ -370,15 +418,14 @@ class Res2NetBackbone(ResNet):
                 channels.append(stem_channels // 2)
             for i in range(num_stages):
                 planes = base_channels * 2**i
-                split = math.floor(planes * base_width / base_channels)
+                split = split_width(planes, base_width, base_channels, groups)
                 channels += [split, split * scales, planes * 4]
-            bad = [c for c in channels if not groups or c % groups]
+            bad = [c for c in channels if not num_groups or c % num_groups]
             if bad:
                 raise ConfigValueError(
-                    f'norm_cfg GN num_groups={groups!r} must divide every '
-                    f'norm layer\'s channels, but not {bad[0]} (a split is '
-                    f'{math.floor(base_width)} channels wide); pick a '
-                    'divisor of all of '
+                    f'norm_cfg GN num_groups={num_groups!r} must divide every'
+                    f' norm layer\'s channels, but not {bad[0]} (a split is '
+                    f'{width} channels wide); pick a divisor of all of '
                     f'{sorted(set(channels))}')
 
     def make_res_layer(self, **kwargs) -> ResLayer:
@@ -387,11 +434,7 @@ class Res2NetBackbone(ResNet):
             kwargs['init_cfg'] = dict(
                 type='Constant', val=0, override=dict(name='norm3'))
         layer = ResLayer(
-            scales=self.scales,
-            base_width=self.base_width,
-            base_channels=self.base_channels,
-            first_block_pool=self.first_block_pool,
-            **kwargs)
+            base_channels=self.base_channels, **self.block_cfg, **kwargs)
         first = layer[0]
         if kwargs['avg_down'] and first.downsample is not None and len(
                 first.downsample) == 2:

@@ -32,6 +32,10 @@ from .errors import CheckpointError
 # and pickles along with every buffer.
 _HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
 
+# How to point a config's backbone at other weights.
+_INIT_FIX = ('set model.backbone.init_cfg.checkpoint=/path/to/weights.pth, '
+             'or model.backbone.init_cfg=None to train from scratch')
+
 # Buffers that may legitimately be absent from older checkpoints; BatchNorm
 # fills them in itself when loading.
 _OPTIONAL_SUFFIXES = ('num_batches_tracked', )
@@ -85,7 +89,10 @@ def _fetch_hint(checkpoint: str) -> str:
 
 
 def read_state_dict(checkpoint: str,
-                    map_location: str = 'cpu') -> Mapping[str, torch.Tensor]:
+                    map_location: str = 'cpu',
+                    *,
+                    what: str = 'backbone weights',
+                    fix: str = _INIT_FIX) -> Mapping[str, torch.Tensor]:
     """Read a state dict from a local path, a URL or an ``open-mmlab://`` name.
 
     Args:
@@ -93,6 +100,8 @@ def read_state_dict(checkpoint: str,
             name such as ``open-mmlab://res2net101_v1d_26w_4s``. Remote files
             are looked up in torch's hub cache before any download.
         map_location: Passed to ``torch.load``.
+        what: What the file is, for messages.
+        fix: What to tell the user to do when the file cannot be read.
 
     Returns:
         The ``state_dict`` entry of the checkpoint, or the checkpoint itself
@@ -102,26 +111,22 @@ def read_state_dict(checkpoint: str,
         CheckpointError: The file does not exist, cannot be fetched or is not
             a checkpoint.
     """
-    fix = ('set model.backbone.init_cfg.checkpoint=/path/to/weights.pth, '
-           'or model.backbone.init_cfg=None to train from scratch')
     remote = '://' in checkpoint
     if not remote and not osp.isfile(checkpoint):
-        raise CheckpointError(
-            f'backbone weights not found: {checkpoint}; {fix}')
+        raise CheckpointError(f'{what} not found: {checkpoint}; {fix}')
     try:
         ckpt = CheckpointLoader.load_checkpoint(
             checkpoint, map_location=map_location, logger='current')
     except (URLError, ConnectionError, TimeoutError) as err:
         reason = getattr(err, 'reason', err)
-        raise CheckpointError(
-            f'cannot fetch backbone weights {checkpoint} ({reason}); '
-            f'{_fetch_hint(checkpoint)}{fix}') from err
+        raise CheckpointError(f'cannot fetch {what} {checkpoint} ({reason}); '
+                              f'{_fetch_hint(checkpoint)}{fix}') from err
     except KeyError as err:  # an unknown open-mmlab:// model name
         raise CheckpointError(
             f'unknown model name in {checkpoint}: {err}; {fix}') from err
     except Exception as err:  # torch.load's many ways to reject a file
         raise CheckpointError(
-            f'cannot read backbone weights {checkpoint} '
+            f'cannot read {what} {checkpoint} '
             f'({type(err).__name__}: {str(err).splitlines()[0]}); '
             f'{fix}') from err
     if not isinstance(ckpt, Mapping):
@@ -135,6 +140,51 @@ def read_state_dict(checkpoint: str,
 def _summarise(keys: list, what: str) -> str:
     shown = ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')
     return f'{len(keys)} {what} ({shown})'
+
+
+def check_fits(module: nn.Module,
+               state: Mapping[str, torch.Tensor],
+               *,
+               source: str,
+               fix: str,
+               ignore_prefixes: tuple = ('fc.', )) -> None:
+    """Raise a one-line :class:`CheckpointError` unless ``state`` fits.
+
+    Every parameter and buffer of ``module`` must be in ``state`` with the
+    same shape, and ``state`` may hold nothing else but entries starting with
+    ``ignore_prefixes``.
+
+    Args:
+        module: The network the weights are for.
+        state: The weights.
+        source: Where they come from, for the message.
+        fix: What the user can do about a mismatch, for the message.
+        ignore_prefixes: Entries of ``state`` that may be dropped.
+    """
+    expected = module.state_dict()
+    missing = [
+        k for k in expected
+        if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)
+    ]
+    unexpected = [
+        k for k in state
+        if k not in expected and not k.startswith(ignore_prefixes)
+    ]
+    reshaped = [
+        f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}'
+        for k, v in expected.items() if k in state
+        and hasattr(state[k], 'shape') and state[k].shape != v.shape
+    ]
+    if missing or unexpected or reshaped:
+        problems = [
+            _summarise(keys, what)
+            for keys, what in ((missing, 'missing keys'), (unexpected,
+                                                           'unexpected keys'),
+                               (reshaped, 'shape mismatches')) if keys
+        ]
+        raise CheckpointError(f'{source} does not fit '
+                              f'{type(module).__name__}: '
+                              f'{"; ".join(problems)}; {fix}')
 
 
 def load_pretrained(module: nn.Module,
@@ -167,40 +217,22 @@ def load_pretrained(module: nn.Module,
             k[len(prefix):]: v
             for k, v in state.items() if k.startswith(prefix)
         }
+    hint = ''
+    if not prefix and any(k.startswith('backbone.') for k in state):
+        hint = ("it looks like a detector checkpoint: add prefix='backbone.' "
+                'to init_cfg; ')
+    check_fits(
+        module,
+        state,
+        source=checkpoint,
+        ignore_prefixes=ignore_prefixes,
+        fix=hint + 'check the backbone settings (depth, scales, base_width, '
+        'groups, stem_type, avg_down) or convert the weights with '
+        'tools/model_converters/res2net_to_backbone.py')
     expected = module.state_dict()
-    missing = [
-        k for k in expected
-        if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)
-    ]
-    unexpected = [
-        k for k in state
-        if k not in expected and not k.startswith(ignore_prefixes)
-    ]
-    reshaped = [
-        f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}'
-        for k, v in expected.items() if k in state
-        and hasattr(state[k], 'shape') and state[k].shape != v.shape
-    ]
-    if missing or unexpected or reshaped:
-        problems = [
-            _summarise(keys, what)
-            for keys, what in ((missing, 'missing keys'), (unexpected,
-                                                           'unexpected keys'),
-                               (reshaped, 'shape mismatches')) if keys
-        ]
-        hint = ''
-        if not prefix and any(k.startswith('backbone.') for k in state):
-            hint = ("; it looks like a detector checkpoint: add "
-                    "prefix='backbone.' to init_cfg")
-        raise CheckpointError(
-            f'{checkpoint} does not fit {type(module).__name__}: '
-            f'{"; ".join(problems)}{hint}; check the backbone settings '
-            '(depth, scales, base_width, stem_type, avg_down) or convert '
-            'the weights')
     module.load_state_dict({k: state[k]
                             for k in expected if k in state},
                            strict=False)
     print_log(
-        f'loaded {len(expected) - len(missing)} backbone tensors from '
-        f'{checkpoint}',
+        f'loaded {len(expected)} backbone tensors from {checkpoint}',
         logger='current')

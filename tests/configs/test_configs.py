@@ -25,6 +25,19 @@ REFERENCE = {
     ('res2net/htc_res2net-101_fpn_20e_coco', 20, [16, 19], ['bbox', 'segm']),
 }
 NAMES = sorted(REFERENCE)
+# Beyond the reference set: each is one of the above with another backbone.
+BEYOND = {
+    f'{name.replace("r2_101", "r2_50")}': (name, dict(depth=50))
+    for name in NAMES
+}
+BEYOND.update({
+    f'{name.replace("fpn", "fpn_dconv_c3_c5")}':
+    (name,
+     dict(
+         dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
+         stage_with_dcn=(False, True, True, True)))
+    for name in ('cascade_mask_rcnn_r2_101_fpn_20e', 'htc_r2_101_fpn_20e')
+})
 
 
 def metrics_of(cfg: Config) -> list:
@@ -85,6 +98,22 @@ def test_model_zoo_checkpoint_loads_strictly(repo, name):
             assert (a - b).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize('name', sorted(BEYOND))
+def test_beyond_reference_configs_change_only_the_backbone(repo, name):
+    base, changes = BEYOND[name]
+    cfg = Config.fromfile(repo / 'configs' / f'{name}.py')
+    reference = Config.fromfile(repo / 'configs' / f'{base}.py')
+    expected = dict(reference.model.backbone, **changes)
+    if 'depth' in changes:
+        expected['init_cfg'] = dict(
+            type='Pretrained',
+            checkpoint='checkpoints/res2net50_v1b_26w_4s.pth')
+    assert cfg.model.backbone == expected
+    assert cfg.model.neck == reference.model.neck
+    assert cfg.train_cfg == reference.train_cfg
+    assert cfg.param_scheduler == reference.param_scheduler
+
+
 def small_run_options(data_root) -> list:
     """Overrides that turn a COCO config into a seconds-long CPU run."""
     return [
@@ -103,7 +132,7 @@ def small_run_options(data_root) -> list:
     ]
 
 
-@pytest.mark.parametrize('name', NAMES)
+@pytest.mark.parametrize('name', NAMES + sorted(BEYOND))
 def test_config_trains_one_step_and_tests_on_demo_data(run_tool,
                                                        tiny_demo_data,
                                                        tmp_path, name):
@@ -120,6 +149,7 @@ def test_config_trains_one_step_and_tests_on_demo_data(run_tool,
                     '--cfg-options', *options)
     assert test.returncode == 0, test.stderr[-3000:]
     metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
-    for task in REFERENCE[name][3]:
+    base = BEYOND[name][0] if name in BEYOND else name
+    for task in REFERENCE[base][3]:
         assert 0.0 <= metrics[f'coco/{task}_mAP'] <= 1.0
         assert f'| {task} |' in test.stdout

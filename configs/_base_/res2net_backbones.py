@@ -1,0 +1,36 @@
+# The Res2Net backbones of the detector configs, defined once.
+# Leaf configs pick one: model = dict(backbone=_base_.res2net101_backbone).
+custom_imports = dict(imports=['projects.res2net'], allow_failed_imports=False)
+
+# Res2Net-v1b-101 26w×4s from its ImageNet weights ("v1d" in mmdet's names),
+# as in the MMDetection model zoo. Offline, point `checkpoint` at a local
+# copy: --cfg-options model.backbone.init_cfg.checkpoint=/path/to/file.pth
+# (or set model.backbone.init_cfg=None to train from scratch on purpose).
+res2net101_backbone = dict(
+    type='Res2NetBackbone',
+    depth=101,
+    scales=4,
+    base_width=26,
+    stem_type='deep',
+    avg_down=True,
+    # mmdet's rule, which the model-zoo detectors were trained with.
+    first_block_pool='strided',
+    init_cfg=dict(
+        type='Pretrained', checkpoint='open-mmlab://res2net101_v1d_26w_4s'))
+
+# Res2Net-v1b-50 26w×4s. mmengine names no download for its ImageNet
+# weights: convert the official res2net50_v1b_26w_4s-3cf99910.pth with
+#   python tools/model_converters/res2net_to_backbone.py \
+#       res2net50_v1b_26w_4s-3cf99910.pth \
+#       checkpoints/res2net50_v1b_26w_4s.pth --variant res2net50_v1b_26w_4s
+res2net50_backbone = dict(
+    res2net101_backbone,
+    depth=50,
+    init_cfg=dict(
+        type='Pretrained', checkpoint='checkpoints/res2net50_v1b_26w_4s.pth'))
+
+# Deformable split convs in stages 2-4 (c3-c5), as the Res2Net fork of
+# mmdetection published for Cascade Mask R-CNN and HTC.
+res2net_dcn_c3_c5 = dict(
+    dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
+    stage_with_dcn=(False, True, True, True))

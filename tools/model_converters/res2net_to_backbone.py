@@ -1,0 +1,93 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Convert released Res2Net weights to ``Res2NetBackbone`` (and back).
+
+Reads a local checkpoint of the official code (``res2net.py``,
+``res2net_v1b.py``, ``res2next.py``) or of timm (``res2net*``), renames its
+keys, checks them against the chosen variant strictly, and writes a
+checkpoint that a config's ``init_cfg=dict(type='Pretrained',
+checkpoint=DST)`` loads. ``--reverse`` writes the official/timm names.
+
+Example:
+    python tools/model_converters/res2net_to_backbone.py \\
+        res2net101_v1b_26w_4s-0812c246.pth \\
+        checkpoints/res2net101_v1b_26w_4s.pth --variant res2net101_v1b_26w_4s
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from projects.res2net.backbone import Res2NetBackbone
+from projects.res2net.checkpoint import check_fits, read_state_dict
+from projects.res2net.cli import run_tool
+from projects.res2net.convert import from_backbone, to_backbone
+from projects.res2net.variants import VARIANTS, variant_kwargs
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert official or timm Res2Net weights to '
+        'Res2NetBackbone key names (or back with --reverse)',
+        epilog='example: python tools/model_converters/res2net_to_backbone.py'
+        ' res2net50_26w_4s-06e79181.pth r2_50.pth --variant res2net50_26w_4s',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='checkpoint to convert (a local file)')
+    parser.add_argument('dst', help='where to write the converted file')
+    parser.add_argument(
+        '--variant',
+        required=True,
+        choices=list(VARIANTS),
+        metavar='NAME',
+        help='the network the weights are for: ' + ', '.join(VARIANTS))
+    parser.add_argument(
+        '--reverse',
+        action='store_true',
+        help='convert Res2NetBackbone weights to the official/timm names')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    kwargs = variant_kwargs(args.variant)
+    backbone = Res2NetBackbone(**kwargs)
+    fix = (f'is it a {args.variant} checkpoint? pick the --variant it was '
+           'trained as (tools/analysis_tools/res2net_table.py lists them)')
+    state = read_state_dict(
+        args.src, what='checkpoint', fix='pass an existing local .pth file')
+    if args.reverse:
+        check_fits(backbone, state, source=args.src, fix=fix)
+        conversion = from_backbone(state)
+        payload = conversion.state_dict
+    else:
+        conversion = to_backbone(state)
+        check_fits(backbone, conversion.state_dict, source=args.src, fix=fix)
+        payload = dict(
+            state_dict=conversion.state_dict,
+            meta=dict(
+                res2net_variant=args.variant,
+                backbone=kwargs,
+                converted_from=osp.basename(args.src)))
+
+    # Write next to the target and move into place: never half a file.
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    tmp = f'{args.dst}.tmp'
+    torch.save(payload, tmp)
+    os.replace(tmp, args.dst)
+
+    dropped = ', '.join(conversion.dropped) or 'none'
+    print(f'{args.src} -> {args.dst} ({args.variant})')
+    print(f'  converted: {len(conversion.state_dict)} tensors, '
+          f'{len(conversion.renamed)} renamed')
+    print(f'  dropped: {len(conversion.dropped)} ({dropped})')
+    print('  unexpected: 0')
+    if not args.reverse:
+        print(
+            '  use with: model.backbone = dict(type=\'Res2NetBackbone\', ' +
+            ', '.join(f'{k}={v!r}' for k, v in kwargs.items()) +
+            f', init_cfg=dict(type=\'Pretrained\', checkpoint=\'{args.dst}\'))'
+        )
+
+
+if __name__ == '__main__':
+    run_tool(main)
