@@ -163,14 +163,18 @@ class Bottle2neck(Bottleneck):
         self.plugins = plugins
         self.with_plugins = plugins is not None
         if plugins is not None:
-            names = {}
-            for position in PLUGIN_POSITIONS:
-                cfgs = [p['cfg'] for p in plugins if p['position'] == position]
-                channels = (
-                    planes *
-                    self.expansion if position == 'after_conv3' else width *
-                    scales)
-                names[position] = self.make_block_plugins(channels, cfgs)
+            # Plugins after conv1 and the split convs see the splits' width.
+            channels = dict(
+                after_conv1=width * scales,
+                after_conv2=width * scales,
+                after_conv3=planes * self.expansion)
+            names = {
+                position:
+                self.make_block_plugins(
+                    channels[position],
+                    [p['cfg'] for p in plugins if p['position'] == position])
+                for position in PLUGIN_POSITIONS
+            }
             self.after_conv1_plugin_names = names['after_conv1']
             self.after_conv2_plugin_names = names['after_conv2']
             self.after_conv3_plugin_names = names['after_conv3']

@@ -1,11 +1,12 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """What ``tools/train.py`` and ``tools/test.py`` share.
 
-The tools stay thin: they parse mmdet's flags, build a config with
-:func:`load_config`, check its inputs, and hand it to mmengine's Runner.
-Everything here exists so that a user's mistake ends in one line that names
-the cause and the fix (:func:`run_tool`) instead of a traceback from deep
-inside the Runner, after work directories have been created.
+The tools stay thin: they parse mmdet's flags (:func:`make_parser`), build a
+config (:func:`config_from_args`), check its inputs (:func:`check_data`) and
+hand it to mmengine's Runner (:func:`build_runner`). The checks exist so that
+a user's mistake ends in one line that names the cause and the fix
+(:func:`run_tool`) instead of a traceback from deep inside the Runner, after
+work directories have been created.
 """
 import argparse
 import json
