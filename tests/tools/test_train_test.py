@@ -73,6 +73,9 @@ def test_missing_checkpoints(run_tool, tiny_demo_data, tmp_path):
     result = run_tool('train.py', DEMO, '--resume', tmp_path / 'nope.pth',
                       '--work-dir', tmp_path / 'wd', *quick(tiny_demo_data))
     assert_one_line_error(result, 'checkpoint to resume from not found')
+    result = run_tool('test.py', DEMO, __file__, '--out', 'preds.json',
+                      *quick(tiny_demo_data))
+    assert_one_line_error(result, '--out preds.json', '.pkl')
 
 
 def test_unreachable_backbone_weights_stop_training(run_tool, tiny_demo_data,
@@ -155,6 +158,17 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path):
     assert saved['checkpoint'].endswith('iter_4.pth')
     assert 'coco/bbox_mAP' in saved['metrics']
     assert '| bbox |' in test.stdout
+
+    # mmdet's other test flags: drawings, a predictions dump, flip TTA.
+    extra = run_tool(
+        'test.py', DEMO, tmp_path / 'iter_4.pth', '--work-dir',
+        tmp_path / 'extra', '--show-dir', 'vis', '--out',
+        tmp_path / 'preds.pkl', '--tta',
+        *quick(tiny_demo_data, **{'model.test_cfg.rcnn.score_thr': 0.0}))
+    assert extra.returncode == 0, extra.stderr[-3000:]
+    assert len(list((tmp_path / 'extra').glob('*/vis/*.png'))) == 2
+    assert (tmp_path / 'preds.pkl').stat().st_size > 0
+    assert (tmp_path / 'extra' / 'metrics.json').is_file()
 
     # Weights-only loading stays on for anything that is not allow-listed.
     checkpoint = torch.load(tmp_path / 'iter_4.pth', weights_only=True)
