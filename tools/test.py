@@ -55,19 +55,16 @@ def enable_tta(cfg: ConfigDict) -> None:
         while 'dataset' in dataset:
             dataset = dataset['dataset']
         cfg.tta_pipeline = deepcopy(dataset.pipeline)
+        flips = [
+            dict(type='RandomFlip', prob=1.),
+            dict(type='RandomFlip', prob=0.)
+        ]
+        pack = dict(
+            type='PackDetInputs',
+            meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                       'scale_factor', 'flip', 'flip_direction'))
         cfg.tta_pipeline[-1] = dict(
-            type='TestTimeAug',
-            transforms=[[
-                dict(type='RandomFlip', prob=1.),
-                dict(type='RandomFlip', prob=0.)
-            ],
-                        [
-                            dict(
-                                type='PackDetInputs',
-                                meta_keys=('img_id', 'img_path', 'ori_shape',
-                                           'img_shape', 'scale_factor', 'flip',
-                                           'flip_direction'))
-                        ]])
+            type='TestTimeAug', transforms=[flips, [pack]])
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
