@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
+from torch import nn
 
 from projects.res2net.demo_data import generate_demo_dataset
 
@@ -42,3 +44,23 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
             timeout=timeout)
 
     return run
+
+
+def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every parameter and BN statistic a distinct random value."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            values = torch.randn(tensor.shape, generator=gen) * 0.1
+            if name.endswith('running_var'):
+                values = values.abs() + 0.5
+            tensor.copy_(values)
+    return model
+
+
+@pytest.fixture(scope='session')
+def randomise() -> Callable[..., nn.Module]:
+    """Fill a model with random weights in place and return it."""
+    return _randomise

@@ -15,20 +15,6 @@ def build(**kwargs) -> Res2NetBackbone:
     return MODELS.build(dict(type='Res2NetBackbone', **kwargs))
 
 
-def randomise_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter and BN statistic a distinct random value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            values = torch.randn(tensor.shape, generator=gen) * 0.1
-            if name.endswith('running_var'):
-                values = values.abs() + 0.5
-            tensor.copy_(values)
-    return model
-
-
 @pytest.mark.parametrize('depth', [50, 101, 152])
 def test_output_shapes_per_depth(depth):
     model = build(depth=depth).eval()
@@ -193,9 +179,9 @@ def test_norm_eval_keeps_bn_statistics():
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_with_cp_gives_same_output_and_gradients():
+def test_with_cp_gives_same_output_and_gradients(randomise):
     torch.manual_seed(0)
-    plain = randomise_(build(depth=50, norm_eval=True))
+    plain = randomise(build(depth=50, norm_eval=True))
     ckpt = build(depth=50, norm_eval=True, with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
     grads = []
@@ -259,8 +245,8 @@ def test_zero_init_residual_only_when_training_from_scratch():
 # --- pretrained weights -------------------------------------------------
 
 
-def test_pretrained_from_local_file_loads_every_tensor(tmp_path):
-    source = randomise_(build(depth=50))
+def test_pretrained_from_local_file_loads_every_tensor(tmp_path, randomise):
+    source = randomise(build(depth=50))
     state = dict(source.state_dict())
     # An ImageNet checkpoint also has the classifier; it is dropped.
     state['fc.weight'] = torch.zeros(1000, 2048)
@@ -273,8 +259,8 @@ def test_pretrained_from_local_file_loads_every_tensor(tmp_path):
         assert torch.equal(model.state_dict()[key], value), key
 
 
-def test_pretrained_from_detector_checkpoint_with_prefix(tmp_path):
-    source = randomise_(build(depth=50))
+def test_pretrained_from_detector_checkpoint_with_prefix(tmp_path, randomise):
+    source = randomise(build(depth=50))
     path = tmp_path / 'detector.pth'
     torch.save({
         'backbone.' + k: v
@@ -339,14 +325,14 @@ def test_pretrained_missing_file_and_unreachable_url(tmp_path):
 # --- parity with mmdet's own Res2Net ------------------------------------
 
 
-def test_state_dict_and_outputs_match_mmdet_res2net_101():
+def test_state_dict_and_outputs_match_mmdet_res2net_101(randomise):
     ours = build(depth=101, scales=4, base_width=26)
     theirs = MODELS.build(
         dict(type='Res2Net', depth=101, scales=4, base_width=26))
     ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
     assert ours_sd.keys() == theirs_sd.keys()
     assert all(ours_sd[k].shape == theirs_sd[k].shape for k in ours_sd)
-    randomise_(theirs)
+    randomise(theirs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     ours.eval(), theirs.eval()
     x = torch.rand(2, 3, 96, 128)

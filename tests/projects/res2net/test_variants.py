@@ -136,22 +136,10 @@ class UpstreamRes2Net(nn.Module):
         return outs
 
 
-def randomise_(model: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.randn(tensor.shape, generator=gen) * 0.1
-                if name.endswith('running_var'):
-                    values = values.abs() + 0.5
-                tensor.copy_(values)
-    return model.eval()
-
-
 @pytest.mark.parametrize('name', sorted(VARIANTS))
-def test_converted_upstream_weights_give_the_upstream_network(name):
+def test_converted_upstream_weights_give_the_upstream_network(name, randomise):
     kwargs = variant_kwargs(name)
-    upstream = randomise_(UpstreamRes2Net(**kwargs))
+    upstream = randomise(UpstreamRes2Net(**kwargs)).eval()
     conversion = to_backbone(upstream.state_dict())
     assert conversion.dropped == ['fc.weight', 'fc.bias']
     ours = Res2NetBackbone(**kwargs)
@@ -167,9 +155,9 @@ def test_converted_upstream_weights_give_the_upstream_network(name):
     ) == upstream.state_dict().keys() - {'fc.weight', 'fc.bias'}
 
 
-def test_converter_tool_round_trip_and_refusal(run_tool, tmp_path):
+def test_converter_tool_round_trip_and_refusal(run_tool, tmp_path, randomise):
     name = 'res2net50_v1b_26w_4s'
-    upstream = randomise_(UpstreamRes2Net(**variant_kwargs(name)))
+    upstream = randomise(UpstreamRes2Net(**variant_kwargs(name))).eval()
     src = tmp_path / 'res2net50_v1b_26w_4s-3cf99910.pth'
     torch.save(upstream.state_dict(), src)
     dst = tmp_path / 'converted.pth'
