@@ -10,6 +10,7 @@ import argparse
 import os.path as osp
 
 from mmengine.device import get_device
+from mmengine.dist import is_main_process
 
 from projects.res2net.cli import (build_runner, check_data, config_from_args,
                                   make_parser, parse_cli, require_file,
@@ -72,7 +73,8 @@ def main() -> None:
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
 
     build_runner(cfg).train()
-    print(f'checkpoints and logs: {osp.abspath(cfg.work_dir)}')
+    if is_main_process():
+        print(f'checkpoints and logs: {osp.abspath(cfg.work_dir)}')
 
 
 if __name__ == '__main__':

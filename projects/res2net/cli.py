@@ -20,6 +20,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .dist import (BACKENDS, LAUNCHERS, configure_distributed,
+                   init_process_group)
 from .errors import UserError
 
 _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
@@ -43,7 +45,8 @@ def make_parser(description: str, example: str,
     """A parser with the arguments both tools take, as mmdet names them.
 
     ``CONFIG``, ``--work-dir``, ``--cfg-options``, ``--launcher`` and
-    ``--local-rank``; each tool adds its own after ``CONFIG``.
+    ``--local-rank``, plus ``--dist-backend``; each tool adds its own after
+    ``CONFIG``.
     """
     parser = argparse.ArgumentParser(
         description=description,
@@ -60,9 +63,15 @@ def make_parser(description: str, example: str,
         'model.backbone.init_cfg.checkpoint=/path/to/weights.pth')
     parser.add_argument(
         '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        choices=LAUNCHERS,
         default='none',
-        help='job launcher')
+        help='job launcher (the dist_*.sh and slurm_*.sh scripts set it)')
+    parser.add_argument(
+        '--dist-backend',
+        choices=BACKENDS,
+        default='auto',
+        help='process-group backend of a distributed run; auto: the '
+        "config's env_cfg.dist_cfg.backend (nccl) on GPUs, gloo without")
     # torch.distributed.launch passes --local-rank (torch >= 2.0).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser
@@ -76,7 +85,13 @@ def parse_cli(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """mmengine's Runner, or the one the config names in ``runner_type``."""
+    """mmengine's Runner, or the one the config names in ``runner_type``.
+
+    A distributed run joins its process group first, so that the Runner,
+    which skips ``init_dist`` then, also works on a machine without a GPU.
+    """
+    if cfg.launcher != 'none':
+        init_process_group(cfg.launcher, cfg.env_cfg.dist_cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
         RUNNERS.build(cfg)
 
@@ -143,12 +158,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """The config a tool runs: the file, ``--cfg-options``, the launcher.
 
     The work dir follows mmdet's rule: ``--work-dir``, else the config's,
-    else ``./work_dirs/<config name>``.
+    else ``./work_dirs/<config name>``. A distributed run gets its backend
+    and DDP wrapper (:func:`~projects.res2net.dist.configure_distributed`).
     """
     # Fewer repeated compilations when the model is torch.compile'd.
     setup_cache_size_limit_of_dynamo()
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
+    configure_distributed(cfg, args.dist_backend)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

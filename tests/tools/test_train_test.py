@@ -8,27 +8,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from projects.res2net.demo_data import generate_demo_dataset
-
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
-
-
-def quick(data_root, **overrides) -> list:
-    """--cfg-options for a short demo run on ``data_root``."""
-    options = {
-        'data_root': f'{data_root}/',
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'val_dataloader.num_workers': 0,
-        'val_dataloader.persistent_workers': False,
-        'test_dataloader.num_workers': 0,
-        'test_dataloader.persistent_workers': False,
-        'train_cfg.val_interval': 1000,
-    }
-    options.update(overrides)
-    return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
 
 
 def assert_one_line_error(result, *fragments) -> str:
@@ -66,7 +47,7 @@ def test_missing_dataset_says_where_and_how(run_tool, repo, tmp_path):
         assert_one_line_error(result, 'data/coco/annotations/')
 
 
-def test_missing_checkpoints(run_tool, tiny_demo_data, tmp_path):
+def test_missing_checkpoints(run_tool, tiny_demo_data, tmp_path, quick):
     result = run_tool('test.py', DEMO, tmp_path / 'nope.pth',
                       *quick(tiny_demo_data))
     assert_one_line_error(result, 'checkpoint not found', 'nope.pth')
@@ -79,7 +60,7 @@ def test_missing_checkpoints(run_tool, tiny_demo_data, tmp_path):
 
 
 def test_unreachable_backbone_weights_stop_training(run_tool, tiny_demo_data,
-                                                    tmp_path):
+                                                    tmp_path, quick):
     # As offline with the default open-mmlab:// name, without a download.
     result = run_tool(
         'train.py', FASTER, '--work-dir', tmp_path,
@@ -94,14 +75,16 @@ def test_unreachable_backbone_weights_stop_training(run_tool, tiny_demo_data,
     assert not list(tmp_path.glob('*.pth'))
 
 
-def test_bad_backbone_setting_is_one_line(run_tool, tiny_demo_data, tmp_path):
+def test_bad_backbone_setting_is_one_line(run_tool, tiny_demo_data, tmp_path,
+                                          quick):
     result = run_tool('train.py', DEMO, '--work-dir', tmp_path,
                       *quick(tiny_demo_data, **{'model.backbone.scales': 1}))
     assert_one_line_error(result, 'scales=1', '>= 2')
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
-def test_amp_on_cpu_is_refused_up_front(run_tool, tiny_demo_data, tmp_path):
+def test_amp_on_cpu_is_refused_up_front(run_tool, tiny_demo_data, tmp_path,
+                                        quick):
     result = run_tool('train.py', DEMO, '--amp', '--work-dir', tmp_path,
                       *quick(tiny_demo_data))
     assert_one_line_error(result, '--amp needs a GPU')
@@ -111,7 +94,8 @@ def test_amp_on_cpu_is_refused_up_front(run_tool, tiny_demo_data, tmp_path):
 # --- train -> checkpoint -> resume -> test ------------------------------
 
 
-def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path):
+def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
+                                      quick):
     first = run_tool(
         'train.py', DEMO, '--work-dir', tmp_path,
         *quick(
@@ -178,26 +162,6 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path):
 # --- learning, and the AP that test.py reports ---------------------------
 
 
-@pytest.fixture(scope='module')
-def trained_demo(tmp_path_factory, run_tool):
-    """The demo config trained briefly on a full-size demo train split."""
-    root = tmp_path_factory.mktemp('learning')
-    generate_demo_dataset(root / 'data', num_train=600, num_val=50, seed=3)
-    work_dir = root / 'work'
-    result = run_tool(
-        'train.py', DEMO, '--work-dir', work_dir,
-        *quick(
-            root / 'data', **{
-                'train_dataloader.batch_size': 8,
-                'train_cfg.max_iters': 150,
-                'train_cfg.val_interval': 150,
-                'default_hooks.checkpoint.interval': 150,
-                'param_scheduler.1.milestones': '[120]'
-            }))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root, work_dir / 'iter_150.pth', result.stdout + result.stderr
-
-
 @pytest.mark.slow
 def test_demo_learns_above_floor(trained_demo):
     """A learning regression guard: 150 iterations must clear a floor.
@@ -205,15 +169,14 @@ def test_demo_learns_above_floor(trained_demo):
     The full demo (500 iterations) reaches about 0.6 bbox mAP; after 150
     the model is far from converged but well above chance.
     """
-    _, _, log = trained_demo
-    found = re.findall(r'coco/bbox_mAP: ([0-9.]+)', log)
-    assert found, log[-3000:]
+    found = re.findall(r'coco/bbox_mAP: ([0-9.]+)', trained_demo.log)
+    assert found, trained_demo.log[-3000:]
     assert float(found[-1]) >= 0.15
 
 
 @pytest.mark.slow
-def test_test_py_ap_equals_pycocotools(run_tool, trained_demo):
-    root, checkpoint, _ = trained_demo
+def test_test_py_ap_equals_pycocotools(run_tool, trained_demo, quick):
+    root, checkpoint = trained_demo.root, trained_demo.checkpoint
     prefix = root / 'predictions'
     result = run_tool(
         'test.py', DEMO, checkpoint, '--work-dir', root / 'test',

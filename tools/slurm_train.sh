@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Train as a Slurm job step of GPUS tasks, GPUS_PER_NODE per node.
+#
+#   GPUS=16 tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]
+#
+# Environment: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS;
+# on a CPU-only cluster GRES=none (see tools/launch/srun.sh).
+set -euo pipefail
+if [ $# -lt 4 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py args]" >&2
+    exit 2
+fi
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+WORK_DIR=$4
+shift 4
+exec "$(dirname "$0")/launch/srun.sh" "$PARTITION" "$JOB_NAME" train.py \
+    "$CONFIG" --work-dir "$WORK_DIR" "$@"
