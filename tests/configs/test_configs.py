@@ -9,6 +9,8 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
+from projects.res2net.zoo import demo_run_options
+
 # Our config -> (the model-zoo config of the same detector in mmdet,
 #                epochs, lr steps, evaluated tasks).
 REFERENCE = {
@@ -114,30 +116,12 @@ def test_beyond_reference_configs_change_only_the_backbone(repo, name):
     assert cfg.param_scheduler == reference.param_scheduler
 
 
-def small_run_options(data_root) -> list:
-    """Overrides that turn a COCO config into a seconds-long CPU run."""
-    return [
-        f'data_root={data_root}/',
-        'model.backbone.init_cfg=None',  # from scratch, explicitly
-        'train_cfg.max_epochs=1',
-        'train_cfg.val_interval=2',  # test.py evaluates, not training
-        'train_dataloader.dataset.pipeline.2.scale=(160,160)',
-        'test_dataloader.dataset.pipeline.1.scale=(160,160)',
-        'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False',
-        'test_dataloader.num_workers=0',
-        'test_dataloader.persistent_workers=False',
-        # After one step scores are low: keep every box so AP is computed.
-        'model.test_cfg.rcnn.score_thr=0.0',
-    ]
-
-
 @pytest.mark.parametrize('name', NAMES + sorted(BEYOND))
 def test_config_trains_one_step_and_tests_on_demo_data(run_tool,
                                                        tiny_demo_data,
                                                        tmp_path, name):
     config = f'configs/{name}.py'
-    options = small_run_options(tiny_demo_data)
+    options = demo_run_options(str(tiny_demo_data))
     train = run_tool('train.py', config, '--work-dir', tmp_path,
                      '--cfg-options', *options)
     assert train.returncode == 0, train.stderr[-3000:]

@@ -1,0 +1,190 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""tools/analysis_tools/benchmark.py: the JSON, the summary, the options."""
+import copy
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from projects.res2net.cli import load_config
+
+TOOL = 'analysis_tools/benchmark.py'
+DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
+KEYS = {
+    'config', 'checkpoint', 'device', 'batch_size', 'num_images', 'warmup',
+    'fps', 'ms_per_image', 'peak_memory_mb', 'memory_kind', 'fuse_conv_bn',
+    'channels_last', 'shape_note'
+}
+SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
+                     r'after (\d+) warm-up')
+# 100 proposals instead of 1000: the box head dominates on a CPU.
+FAST = {'model.test_cfg.rpn.max_per_img': 100}
+
+
+def _load_tool(repo: Path) -> ModuleType:
+    """The tool as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location('benchmark',
+                                                  repo / 'tools' / TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _conditioned(model: nn.Module) -> nn.Module:
+    """Weights whose detections are distinct, and BNs that fusing changes.
+
+    mmdet's initialisation, then random BN statistics and affine terms (at
+    their defaults fusing would change almost nothing), and class logits
+    scaled up so that the scores spread over (0, 1) instead of all staying
+    under the score threshold (or, with ``randomise``, all saturating at
+    1.0, where NMS breaks ties arbitrarily).
+    """
+    model.init_weights()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=gen) / 10)
+                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                module.weight.add_(torch.randn(n, generator=gen) / 10)
+                module.bias.copy_(torch.randn(n, generator=gen) / 10)
+        model.roi_head.bbox_head.fc_cls.weight.mul_(10)
+    return model
+
+
+def _check_json(data: dict, stdout: str, num_images: int, warmup: int):
+    assert set(data) == KEYS
+    assert data['device'] == 'cpu'
+    assert data['batch_size'] == 1
+    assert (data['num_images'], data['warmup']) == (num_images, warmup)
+    assert data['fps'] > 0 and data['ms_per_image'] > 0
+    assert data['fps'] == pytest.approx(1000 / data['ms_per_image'])
+    # The peak RSS of a process that holds torch, mmdet and a detector.
+    assert data['memory_kind'] == 'cpu_max_rss'
+    assert 100 < data['peak_memory_mb'] < 64 * 1024
+    assert data['shape_note'] == (
+        'test pipeline Resize(scale=(128, 128), keep_ratio=True); '
+        'first input padded to 128x128')
+
+    # One summary line with the JSON's numbers, after a progress bar.
+    fps, ms, images, warm = SUMMARY.search(stdout).groups()
+    assert float(fps) == pytest.approx(data['fps'], abs=0.006)
+    assert float(ms) == pytest.approx(data['ms_per_image'], abs=0.06)
+    assert (int(images), int(warm)) == (num_images, warmup)
+    assert f'{num_images}/{num_images}' in stdout
+    assert f'peak memory {data["peak_memory_mb"]:.0f} MB (cpu_max_rss)' \
+        in stdout
+
+
+def test_random_weights(run_tool, tiny_demo_data, quick, tmp_path):
+    result = run_tool(TOOL, DEMO_CONFIG, '--work-dir', tmp_path,
+                      '--num-images', 3, '--warmup', 1,
+                      *quick(tiny_demo_data, **FAST))
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / 'benchmark.json').read_text())
+    _check_json(data, result.stdout, 3, 1)
+    assert data['config'] == DEMO_CONFIG
+    assert data['checkpoint'] is None
+    assert not data['fuse_conv_bn'] and not data['channels_last']
+    assert 'random weights, no checkpoint' in result.stdout
+    assert f'written to {tmp_path / "benchmark.json"}' in result.stdout
+
+
+def test_checkpoint_fused_channels_last(run_tool, repo, tiny_demo_data, quick,
+                                        tmp_path):
+    cfg = load_config(str(repo / DEMO_CONFIG))
+    model = _conditioned(_load_tool(repo).build_detector(cfg))
+    checkpoint = tmp_path / 'weights.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
+    batch_norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
+
+    # No --work-dir: the config's work_dir, set here, is used.
+    work_dir = tmp_path / 'work'
+    result = run_tool(TOOL, DEMO_CONFIG, checkpoint, '--fuse-conv-bn',
+                      '--channels-last', '--num-images', 2, '--warmup', 1,
+                      *quick(tiny_demo_data, work_dir=work_dir, **FAST))
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((work_dir / 'benchmark.json').read_text())
+    _check_json(data, result.stdout, 2, 1)
+    assert data['checkpoint'] == str(checkpoint)
+    assert data['fuse_conv_bn'] and data['channels_last']
+    assert 'fused conv-bn, channels-last' in result.stdout
+    assert f'weights {checkpoint}' in result.stdout
+    # Res2Net's split-conv BNs too, which mmcv's fuse_conv_bn skips.
+    assert f'fused {batch_norms} BatchNorm layers into convs (0 left)' \
+        in result.stdout
+
+
+def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data):
+    tool = _load_tool(repo)
+    cfg = load_config(
+        str(repo / DEMO_CONFIG), dict(data_root=f'{tiny_demo_data}/', **FAST))
+    base = _conditioned(tool.build_detector(cfg))
+    batches = list(tool.build_test_loader(cfg))
+
+    def detect(fuse: bool, channels_last: bool) -> list:
+        model, (fused, left) = tool.prepare(
+            copy.deepcopy(base), 'cpu', fuse, channels_last)
+        assert left == 0 if fuse else fused == 0
+        with torch.no_grad():
+            return [
+                tool.inference_step(model, data, channels_last)[0]
+                for data in batches
+            ]
+
+    reference = detect(False, False)
+    assert all(len(r.pred_instances) > 10 for r in reference)
+    for fuse, channels_last in ((True, False), (False, True), (True, True)):
+        for ref, res in zip(reference, detect(fuse, channels_last)):
+            ref, res = ref.pred_instances, res.pred_instances
+            assert torch.equal(res.labels, ref.labels)
+            # Float rounding only: 1e-6 of a score, 1e-4 of a pixel here.
+            torch.testing.assert_close(
+                res.scores, ref.scores, rtol=0, atol=1e-4)
+            torch.testing.assert_close(
+                res.bboxes, ref.bboxes, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['configs/no_such_config.py'], 'error: config file not found: '
+     'configs/no_such_config.py'),
+    ([DEMO_CONFIG, 'no_such.pth'], 'error: checkpoint not found: no_such.pth'),
+    ([DEMO_CONFIG, '--cfg-options', 'data_root=/no/such/dir/'
+      ], "error: test_dataloader (data_root='/no/such/dir/'): annotation file "
+     'not found'),
+    ([DEMO_CONFIG, '--num-images', 0], 'error: --num-images must be'),
+])
+def test_bad_input_is_one_line(run_tool, args, message):
+    result = run_tool(TOOL, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is here')
+def test_cuda_without_a_gpu(run_tool):
+    result = run_tool(TOOL, DEMO_CONFIG, '--device', 'cuda')
+    assert result.returncode == 2
+    assert result.stderr.startswith('error: --device cuda: no CUDA device')
+
+
+def test_checkpoint_that_does_not_fit(run_tool, tiny_demo_data, quick,
+                                      tmp_path):
+    checkpoint = tmp_path / 'other.pth'
+    torch.save(dict(state_dict={'backbone.other': torch.zeros(1)}), checkpoint)
+    result = run_tool(TOOL, DEMO_CONFIG, checkpoint, '--work-dir', tmp_path,
+                      *quick(tiny_demo_data))
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f'error: cannot load checkpoint {checkpoint}: RuntimeError: ')
+    assert 'unexpected key in source state_dict: backbone.other' \
+        in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'benchmark.json').exists()

@@ -1,0 +1,166 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""benchmark_table.py: the zoo table and metafile from real short runs."""
+import json
+import re
+import shutil
+
+import pytest
+import yaml
+
+from projects.res2net.zoo import demo_run_options
+
+FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
+MASK = 'configs/mask_rcnn_r2_101_fpn_2x.py'
+TABLE = 'analysis_tools/benchmark_table.py'
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory, run_tool, tiny_demo_data) -> dict:
+    """Work dirs of train.py, test.py and benchmark.py: one step each."""
+    root = tmp_path_factory.mktemp('zoo')
+    options = ['--cfg-options', *demo_run_options(str(tiny_demo_data))]
+    work_dirs = {}
+    for config in (FASTER, MASK):
+        work_dir = root / config.split('/')[-1][:-3]
+        checkpoint = work_dir / 'epoch_1.pth'
+        for tool, args in (
+            ('train.py', [config]),
+            ('test.py', [config, checkpoint]),
+            ('analysis_tools/benchmark.py',
+             [config, checkpoint, '--num-images', 2, '--warmup', 1]),
+        ):
+            done = run_tool(tool, *args, '--work-dir', work_dir, *options)
+            assert done.returncode == 0, done.stderr[-3000:]
+        work_dirs[config] = work_dir
+    return work_dirs
+
+
+def table_rows(stdout: str) -> list:
+    """The cells of each body row of a markdown table."""
+    lines = [line for line in stdout.splitlines() if line.startswith('|')]
+    return [[cell.strip() for cell in re.split(r'(?<!\\)\|', line)[1:-1]]
+            for line in lines[2:]]
+
+
+def facts(work_dir) -> dict:
+    """What the tools wrote into a work dir, read independently."""
+    test = json.loads((work_dir / 'metrics.json').read_text())
+    bench = json.loads((work_dir / 'benchmark.json').read_text())
+    scalars = list(work_dir.glob('*/vis_data/scalars.json'))
+    train_log = [path for path in scalars
+                 if '"loss"' in path.read_text()][-1].parent.parent
+    return dict(
+        test=test,
+        fps=bench['fps'],
+        ms=bench['ms_per_image'],
+        log=train_log / f'{train_log.name}.log',
+        memory=[
+            json.loads(line).get('memory')
+            for line in (train_log / 'vis_data' /
+                         'scalars.json').read_text().splitlines()
+        ])
+
+
+def test_every_column_comes_from_the_runs(run_tool, runs, tmp_path):
+    metafile = tmp_path / 'metafile.yml'
+    # An entry of another model, which an update must keep.
+    metafile.write_text(
+        yaml.safe_dump(dict(Models=[dict(Name='other', Results=[])])))
+    result = run_tool(TABLE, runs[FASTER], runs[MASK], '--metafile', metafile)
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert len(rows) == 2
+    models = {
+        m['Name']: m
+        for m in yaml.safe_load(metafile.read_text())['Models']
+    }
+    assert 'other' in models
+
+    for config, row in zip((FASTER, MASK), rows):
+        got = facts(runs[config])
+        metrics = got['test']['metrics']
+        backbone, style, schedule, memory, fps, box, mask, link, download = \
+            row
+        assert (backbone, style, schedule) == ('R2-101', 'pytorch', '1e')
+        if any(got['memory']):  # mmengine logs memory on CUDA only
+            assert memory == f'{max(m for m in got["memory"] if m) / 1024:.1f}'
+        else:
+            assert memory == '–'
+            assert 'mmengine logs GPU memory only' in result.stderr
+        # One decimal as in the zoo, two below 10 fps (CPU speeds).
+        assert fps == f'{got["fps"]:.{1 if got["fps"] >= 10 else 2}f}'
+        assert box == f'{100 * metrics["coco/bbox_mAP"]:.1f}'
+        if config == MASK:
+            assert mask == f'{100 * metrics["coco/segm_mAP"]:.1f}'
+        else:
+            assert mask == '–'
+        name = config.split('/')[-1][:-3]
+        assert link == f'[{name}]({config})'
+        assert download == (f'model: `{got["test"]["checkpoint"]}` \\| '
+                            f'log: `{got["log"]}`')
+        assert got['log'].is_file()
+
+        entry = models[f'{name}_demo']  # marked: trained on the demo data
+        assert entry['Config'] == config
+        assert entry['Weights'] == got['test']['checkpoint']
+        assert entry['Metadata']['Epochs'] == 1
+        assert entry['Metadata']['Training Data'] == 'demo data'
+        assert 'Training Memory (GB)' not in entry['Metadata'] or \
+            any(got['memory'])
+        results = {r['Task']: r['Metrics'] for r in entry['Results']}
+        assert results['Object Detection'] == {'box AP': float(box)}
+        if config == MASK:
+            assert results['Instance Segmentation'] == {'mask AP': float(mask)}
+        assert entry['Metadata']['inference time (ms/im)'][0]['value'] == \
+            pytest.approx(got['ms'], abs=0.01)
+
+
+def test_compare_adds_reference_and_difference(run_tool, runs):
+    result = run_tool(TABLE, runs[MASK], '--compare')
+    assert result.returncode == 0, result.stderr
+    _, _, _, memory, fps, box, mask, _, _ = table_rows(result.stdout)[0]
+    assert memory.endswith('(ref 7.9)')  # no memory on a CPU run
+    assert fps.endswith('(ref –)')  # the zoo publishes no speed
+    value = float(box.split()[0])
+    assert box == f'{value:.1f} (ref 43.6, Δ {value - 43.6:+.1f})'
+    value = float(mask.split()[0])
+    assert mask == f'{value:.1f} (ref 38.7, Δ {value - 38.7:+.1f})'
+
+
+def test_missing_pieces_show_a_dash_and_say_why(run_tool, runs, tmp_path):
+    work_dir = tmp_path / 'copy'
+    shutil.copytree(runs[FASTER], work_dir)
+    (work_dir / 'benchmark.json').unlink()
+    (work_dir / 'metrics.json').unlink()
+    result = run_tool(TABLE, work_dir)
+    assert result.returncode == 0, result.stderr
+    _, _, _, _, fps, box, _, _, _ = table_rows(result.stdout)[0]
+    assert (fps, box) == ('–', '–')
+    assert 'Inf time (fps) –: no benchmark.json' in result.stderr
+    assert 'box AP –: no metrics.json' in result.stderr
+
+
+def test_readme_and_metafile_hold_the_generated_reference(
+        run_tool, repo, tmp_path):
+    result = run_tool(TABLE, '--reference', '--metafile',
+                      tmp_path / 'metafile.yml')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in (repo / 'README.md').read_text()
+    assert (tmp_path / 'metafile.yml').read_text() == \
+        (repo / 'metafile.yml').read_text()
+    assert [row[5] for row in table_rows(result.stdout)] == \
+        ['43.0', '43.6', '45.7', '46.4', '47.5']
+
+
+def test_bad_input_is_one_line(run_tool, tmp_path):
+    result = run_tool(TABLE, tmp_path / 'nope')
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f'error: work dir not found: {tmp_path / "nope"}; pass the '
+        '--work-dir of tools/train.py and tools/test.py')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    result = run_tool(TABLE, empty, '--metafile', tmp_path / 'm.yml')
+    assert result.returncode == 2
+    assert 'no training log and no metrics.json' in result.stderr
+    assert not (tmp_path / 'm.yml').exists()

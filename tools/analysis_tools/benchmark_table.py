@@ -1,0 +1,79 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Print the model-zoo table of runs and write them into a metafile.yml.
+
+Each WORK_DIR is read as ``tools/train.py``, ``tools/test.py`` and
+``tools/analysis_tools/benchmark.py`` left it: the training log (peak GPU
+memory), ``metrics.json`` (box/mask AP, the tested checkpoint) and
+``benchmark.json`` (fps). A number that is not there shows as "–", and
+stderr says why; nothing is estimated.
+
+Example:
+    python tools/analysis_tools/benchmark_table.py work_dirs/faster \\
+        work_dirs/htc --compare --metafile metafile.yml
+    python tools/analysis_tools/benchmark_table.py --reference
+"""
+import argparse
+import sys
+
+from projects.res2net.cli import run_tool
+from projects.res2net.errors import UserError
+from projects.res2net.zoo import (REFERENCE, format_table, read_run,
+                                  update_metafile)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Print the model-zoo table (Backbone, Style, Lr schd, '
+        'Mem, Inf time, box AP, mask AP, Config, Download) of work dirs and '
+        'write their models into a model-index metafile.yml',
+        epilog='example: python tools/analysis_tools/benchmark_table.py '
+        'work_dirs/faster work_dirs/htc --compare --metafile metafile.yml',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        'work_dirs',
+        nargs='*',
+        metavar='WORK_DIR',
+        help='work dirs of tools/train.py + tools/test.py (+ benchmark.py)')
+    parser.add_argument(
+        '--reference',
+        action='store_true',
+        help='the MMDetection model zoo\'s published Res2Net results instead '
+        'of work dirs')
+    parser.add_argument(
+        '--compare',
+        action='store_true',
+        help='follow each number with the reference value of the same config '
+        'and the difference')
+    parser.add_argument(
+        '--metafile',
+        help='write (update) the models into this model-index file, e.g. '
+        'metafile.yml')
+    args = parser.parse_args()
+    if bool(args.work_dirs) == args.reference:
+        parser.error('give WORK_DIRs or --reference')
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.reference:
+        rows = list(REFERENCE)
+    else:
+        rows = [read_run(work_dir) for work_dir in args.work_dirs]
+        names = [row.name for row in rows]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if args.metafile and duplicated:
+            raise UserError(
+                f'several work dirs test {", ".join(duplicated)}: a metafile '
+                'holds one model per config; pass one work dir per config')
+    for row in rows:
+        for column, why in row.missing.items():
+            print(f'{row.name}: {column} –: {why}', file=sys.stderr)
+    print(format_table(rows, compare=args.compare))
+    if args.metafile:
+        update_metafile(args.metafile, rows)
+        print(f'models written to {args.metafile}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    run_tool(main)
