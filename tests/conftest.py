@@ -1,10 +1,12 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """Fixtures shared by the tests: generated data and running the tools."""
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 import pytest
@@ -74,6 +76,24 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
             timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope='session')
+def load_tool() -> Callable[[str], ModuleType]:
+    """``load_tool('analysis_tools/x.py')``: a tool script as a module.
+
+    tools/ is not a package; this imports the file itself, for tests of a
+    tool's functions in-process.
+    """
+
+    def load(tool: str) -> ModuleType:
+        path = REPO / 'tools' / tool
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -1,11 +1,8 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """tools/analysis_tools/benchmark.py: the JSON, the summary, the options."""
 import copy
-import importlib.util
 import json
 import re
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -25,15 +22,6 @@ SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
                      r'after (\d+) warm-up')
 # 100 proposals instead of 1000: the box head dominates on a CPU.
 FAST = {'model.test_cfg.rpn.max_per_img': 100}
-
-
-def _load_tool(repo: Path) -> ModuleType:
-    """The tool as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location('benchmark',
-                                                  repo / 'tools' / TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _conditioned(model: nn.Module) -> nn.Module:
@@ -98,9 +86,9 @@ def test_random_weights(run_tool, tiny_demo_data, quick, tmp_path):
 
 
 def test_checkpoint_fused_channels_last(run_tool, repo, tiny_demo_data, quick,
-                                        tmp_path):
+                                        tmp_path, load_tool):
     cfg = load_config(str(repo / DEMO_CONFIG))
-    model = _conditioned(_load_tool(repo).build_detector(cfg))
+    model = _conditioned(load_tool(TOOL).build_detector(cfg))
     checkpoint = tmp_path / 'weights.pth'
     torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
     batch_norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
@@ -122,8 +110,9 @@ def test_checkpoint_fused_channels_last(run_tool, repo, tiny_demo_data, quick,
         in result.stdout
 
 
-def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data):
-    tool = _load_tool(repo)
+def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data,
+                                                 load_tool):
+    tool = load_tool(TOOL)
     cfg = load_config(
         str(repo / DEMO_CONFIG), dict(data_root=f'{tiny_demo_data}/', **FAST))
     base = _conditioned(tool.build_detector(cfg))

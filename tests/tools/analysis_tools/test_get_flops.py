@@ -1,10 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """tools/analysis_tools/get_flops.py: the table, the JSON, the model zoo."""
-import importlib.util
 import json
 import re
-from pathlib import Path
-from types import ModuleType
 from typing import Dict, Tuple
 
 import pytest
@@ -27,16 +24,7 @@ def _rows(stdout: str) -> Dict[str, Tuple[str, float, float]]:
     }
 
 
-def _load_tool(repo: Path) -> ModuleType:
-    """The tool as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location('get_flops',
-                                                  repo / 'tools' / TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_demo_table_and_json(run_tool, repo, tmp_path):
+def test_demo_table_and_json(run_tool, repo, tmp_path, load_tool):
     out = tmp_path / 'flops.json'
     result = run_tool(TOOL, DEMO_CONFIG, '--shape', 128, '--out', out)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -60,7 +48,7 @@ def test_demo_table_and_json(run_tool, repo, tmp_path):
         assert flops_g == pytest.approx(counts['flops'] / 1e9, abs=1e-3)
 
     # Params: every parameter of the model, counted here independently.
-    model = _load_tool(repo).build_detector(
+    model = load_tool(TOOL).build_detector(
         load_config(str(repo / DEMO_CONFIG)))
     assert det['params'] == sum(p.numel() for p in model.parameters())
     assert backbone['params'] == sum(p.numel()
@@ -75,7 +63,7 @@ def test_demo_table_and_json(run_tool, repo, tmp_path):
     assert 0 < backbone['flops'] and 0 < rest < 0.2 * det['flops']
 
 
-def test_res2net_vs_resnet_matches_the_model_zoo(repo, tmp_path):
+def test_res2net_vs_resnet_matches_the_model_zoo(repo, tmp_path, load_tool):
     """R2-101 vs R-101 Faster R-CNN: the difference the model zoo reports.
 
     The whole detector at 1280x800 takes minutes to trace on 2 cores, so
@@ -88,7 +76,7 @@ def test_res2net_vs_resnet_matches_the_model_zoo(repo, tmp_path):
     r101 = tmp_path / 'faster_rcnn_r101_fpn_2x.py'
     r101.write_text(
         "_base_ = 'mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py'\n")
-    tool = _load_tool(repo)
+    tool = load_tool(TOOL)
     res2net = tool.measure(
         load_config(str(repo / 'configs/faster_rcnn_r2_101_fpn_2x.py')), 160,
         256)
