@@ -15,8 +15,10 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+import yaml
 from mmengine.config import Config
 
+from .demo_data import MANIFEST_NAME
 from .errors import UserError
 
 _ZOO_URL = 'https://download.openmmlab.com/mmdetection/v2.0/res2net'
@@ -133,7 +135,6 @@ def _read_lines(path: str) -> List[dict]:
 
 def _dataset(cfg: Config) -> str:
     """'COCO', or the demo data when the data root holds its manifest."""
-    from .demo_data import MANIFEST_NAME
     root = cfg.get('data_root') or ''
     return DEMO_DATASET if osp.isfile(osp.join(root, MANIFEST_NAME)) else \
         'COCO'
@@ -346,7 +347,6 @@ def update_metafile(path: str,
     Models are matched by name: a row replaces the entry of its name and
     any other entry stays as it was. The file is replaced atomically.
     """
-    import yaml
     data: Dict[str, Any] = {}
     if osp.isfile(path):
         with open(path, encoding='utf-8') as f:
