@@ -78,6 +78,25 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
     return run
 
 
+def _user_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Assert that a tool stopped on a user error, as ``run_tool`` ran it:
+    exit 2, no traceback, a last line ``error: ...`` holding every
+    fragment. Returns that line."""
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: '), last
+    for fragment in fragments:
+        assert fragment in last, last
+    return last
+
+
+@pytest.fixture(scope='session')
+def user_error() -> Callable[..., str]:
+    """``user_error(result, *fragments)``: see :func:`_user_error`."""
+    return _user_error
+
+
 @pytest.fixture(scope='session')
 def load_tool() -> Callable[[str], ModuleType]:
     """``load_tool('analysis_tools/x.py')``: a tool script as a module.

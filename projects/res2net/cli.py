@@ -13,7 +13,7 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import Config, DictAction
@@ -40,6 +40,22 @@ def run_tool(main: Callable[[], Any]) -> None:
         sys.exit(2)
 
 
+def example_epilog(example: str) -> Dict[str, Any]:
+    """The ``epilog`` and ``formatter_class`` arguments of an
+    ``ArgumentParser`` (or of a subcommand's) whose ``--help`` ends with
+    ``example: <example>``, its line breaks kept."""
+    return dict(
+        epilog=f'example: {example}',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def tool_parser(description: str, example: str) -> argparse.ArgumentParser:
+    """The parser of a tool: its ``--help`` says what the tool does and
+    ends with an example command."""
+    return argparse.ArgumentParser(
+        description=description, **example_epilog(example))
+
+
 def make_parser(description: str, example: str,
                 work_dir_help: str) -> argparse.ArgumentParser:
     """A parser with the arguments both tools take, as mmdet names them.
@@ -48,10 +64,7 @@ def make_parser(description: str, example: str,
     ``--local-rank``, plus ``--dist-backend``; each tool adds its own after
     ``CONFIG``.
     """
-    parser = argparse.ArgumentParser(
-        description=description,
-        epilog=f'example: {example}',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(description, example)
     parser.add_argument('config', help='config file path')
     parser.add_argument('--work-dir', help=work_dir_help)
     parser.add_argument(

@@ -1,12 +1,46 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""Fixtures for the launcher scripts: running them, and killing one rank."""
+"""Fixtures of the tool tests: the launcher scripts (running them, killing
+one rank) and a zoo demo run whose work dirs the table tests read."""
 import os
 import signal
 import subprocess
 import time
-from typing import Callable, Dict, Optional
+from pathlib import Path
+from typing import Callable, Dict, NamedTuple, Optional
 
 import pytest
+
+FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
+MASK = 'configs/mask_rcnn_r2_101_fpn_2x.py'
+
+
+class ZooDemo(NamedTuple):
+    """A finished ``tools/misc/zoo_demo.py`` run.
+
+    Attributes:
+        root: Its ``--work-dir``.
+        result: The process: its table on stdout.
+        work_dirs: The work dir of each config, by config path.
+    """
+    root: Path
+    result: subprocess.CompletedProcess
+    work_dirs: Dict[str, Path]
+
+
+@pytest.fixture(scope='session')
+def zoo_demo(tmp_path_factory, run_tool, tiny_demo_data) -> ZooDemo:
+    """``zoo_demo.py`` on Faster and Mask R2-101 and the tiny demo data:
+    train.py (one step), test.py and benchmark.py into a work dir each, then
+    benchmark_table.py over them."""
+    root = tmp_path_factory.mktemp('zoo_demo')
+    result = run_tool('misc/zoo_demo.py', '--configs', FASTER, MASK, '--data',
+                      tiny_demo_data, '--work-dir', root, '--scale', 160,
+                      '--train-images', 2, '--test-images', 2, '--warmup', 1)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    return ZooDemo(
+        root, result,
+        {config: root / Path(config).stem
+         for config in (FASTER, MASK)})
 
 
 @pytest.fixture(scope='session')

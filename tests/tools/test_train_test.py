@@ -11,56 +11,47 @@ from pycocotools.cocoeval import COCOeval
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 
-
-def assert_one_line_error(result, *fragments) -> str:
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr
-    assert 'Traceback' not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: ')
-    for fragment in fragments:
-        assert fragment in last
-    return last
-
-
 # --- errors users hit first ---------------------------------------------
 
 
-def test_missing_config(run_tool, tmp_path):
+def test_missing_config(run_tool, tmp_path, user_error):
     result = run_tool('train.py', 'configs/no_such_config.py', '--work-dir',
                       tmp_path / 'wd')
-    assert_one_line_error(result, 'config file not found',
-                          'configs/no_such_config.py')
+    user_error(result, 'config file not found', 'configs/no_such_config.py')
     assert not (tmp_path / 'wd').exists()
 
 
-def test_missing_dataset_says_where_and_how(run_tool, repo, tmp_path):
+def test_missing_dataset_says_where_and_how(run_tool, repo, tmp_path,
+                                            user_error):
     result = run_tool('train.py', FASTER, '--work-dir', tmp_path / 'wd',
                       '--cfg-options', f'data_root={tmp_path}/coco/')
-    assert_one_line_error(result, 'annotation file not found',
-                          f'{tmp_path}/coco/annotations/instances_train2017',
-                          "data_root='", '--cfg-options data_root=')
+    user_error(result, 'annotation file not found',
+               f'{tmp_path}/coco/annotations/instances_train2017',
+               "data_root='", '--cfg-options data_root=')
     assert not (tmp_path / 'wd').exists()
     if not (repo / 'data' / 'coco').exists():
         # The default location, as a user without COCO meets it.
         result = run_tool('test.py', FASTER, __file__, '--work-dir',
                           tmp_path / 'wd')
-        assert_one_line_error(result, 'data/coco/annotations/')
+        user_error(result, 'data/coco/annotations/')
 
 
-def test_missing_checkpoints(run_tool, tiny_demo_data, tmp_path, quick):
+def test_missing_checkpoints(run_tool, tiny_demo_data, tmp_path, quick,
+                             user_error):
     result = run_tool('test.py', DEMO, tmp_path / 'nope.pth',
                       *quick(tiny_demo_data))
-    assert_one_line_error(result, 'checkpoint not found', 'nope.pth')
+    user_error(result, 'checkpoint not found', 'nope.pth')
     result = run_tool('train.py', DEMO, '--resume', tmp_path / 'nope.pth',
                       '--work-dir', tmp_path / 'wd', *quick(tiny_demo_data))
-    assert_one_line_error(result, 'checkpoint to resume from not found')
+    user_error(result, 'checkpoint to resume from not found')
     result = run_tool('test.py', DEMO, __file__, '--out', 'preds.json',
                       *quick(tiny_demo_data))
-    assert_one_line_error(result, '--out preds.json', '.pkl')
+    user_error(result, '--out preds.json', '.pkl')
 
 
 def test_unreachable_backbone_weights_stop_training(run_tool, tiny_demo_data,
-                                                    tmp_path, quick):
+                                                    tmp_path, quick,
+                                                    user_error):
     # As offline with the default open-mmlab:// name, without a download.
     result = run_tool(
         'train.py', FASTER, '--work-dir', tmp_path,
@@ -69,25 +60,24 @@ def test_unreachable_backbone_weights_stop_training(run_tool, tiny_demo_data,
                 'model.backbone.init_cfg.checkpoint':
                 'http://127.0.0.1:9/res2net101_v1d_26w_4s.pth'
             }))
-    assert_one_line_error(result, 'cannot fetch backbone weights',
-                          'model.backbone.init_cfg.checkpoint=',
-                          'init_cfg=None')
+    user_error(result, 'cannot fetch backbone weights',
+               'model.backbone.init_cfg.checkpoint=', 'init_cfg=None')
     assert not list(tmp_path.glob('*.pth'))
 
 
 def test_bad_backbone_setting_is_one_line(run_tool, tiny_demo_data, tmp_path,
-                                          quick):
+                                          quick, user_error):
     result = run_tool('train.py', DEMO, '--work-dir', tmp_path,
                       *quick(tiny_demo_data, **{'model.backbone.scales': 1}))
-    assert_one_line_error(result, 'scales=1', '>= 2')
+    user_error(result, 'scales=1', '>= 2')
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
 def test_amp_on_cpu_is_refused_up_front(run_tool, tiny_demo_data, tmp_path,
-                                        quick):
+                                        quick, user_error):
     result = run_tool('train.py', DEMO, '--amp', '--work-dir', tmp_path,
                       *quick(tiny_demo_data))
-    assert_one_line_error(result, '--amp needs a GPU')
+    user_error(result, '--amp needs a GPU')
     assert not tmp_path.joinpath('last_checkpoint').exists()
 
 

@@ -56,18 +56,17 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from projects.res2net.backbone import Bottle2neck
 from projects.res2net.cli import (check_data, load_config, require_file,
-                                  run_tool, write_json)
+                                  run_tool, tool_parser, write_json)
 from projects.res2net.errors import CheckpointError, UserError
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Measure inference speed (fps, ms per image) and peak '
+    parser = tool_parser(
+        'Measure inference speed (fps, ms per image) and peak '
         'memory of a detector at batch 1; writes WORK_DIR/benchmark.json',
-        epilog='example: python tools/analysis_tools/benchmark.py '
+        'python tools/analysis_tools/benchmark.py '
         'configs/faster_rcnn_r2_101_fpn_2x.py faster_r2_101.pth '
-        '--fuse-conv-bn --num-images 200',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        '--fuse-conv-bn --num-images 200')
     parser.add_argument('config', help='config file path')
     parser.add_argument(
         'checkpoint',

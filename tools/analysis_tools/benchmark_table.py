@@ -15,20 +15,19 @@ Example:
 import argparse
 import sys
 
-from projects.res2net.cli import run_tool
+from projects.res2net.cli import run_tool, tool_parser
 from projects.res2net.errors import UserError
 from projects.res2net.zoo import (REFERENCE, format_table, read_run,
                                   update_metafile)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Print the model-zoo table (Backbone, Style, Lr schd, '
+    parser = tool_parser(
+        'Print the model-zoo table (Backbone, Style, Lr schd, '
         'Mem, Inf time, box AP, mask AP, Config, Download) of work dirs and '
         'write their models into a model-index metafile.yml',
-        epilog='example: python tools/analysis_tools/benchmark_table.py '
-        'work_dirs/faster work_dirs/htc --compare --metafile metafile.yml',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        'python tools/analysis_tools/benchmark_table.py '
+        'work_dirs/faster work_dirs/htc --compare --metafile metafile.yml')
     parser.add_argument(
         'work_dirs',
         nargs='*',

@@ -55,7 +55,7 @@ from mmengine.config import Config, DictAction
 from mmengine.model import revert_sync_batchnorm
 from torch import Tensor, nn
 
-from projects.res2net.cli import load_config, run_tool, write_json
+from projects.res2net.cli import load_config, run_tool, tool_parser, write_json
 from projects.res2net.errors import UserError
 
 CONVENTION = ('FLOPs as mmengine counts them: one multiply-add is one FLOP '
@@ -63,12 +63,11 @@ CONVENTION = ('FLOPs as mmengine counts them: one multiply-add is one FLOP '
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Print params (M) and FLOPs (G) of a detector and of its '
+    parser = tool_parser(
+        'Print params (M) and FLOPs (G) of a detector and of its '
         'backbone at one input shape, as a markdown table',
-        epilog='example: python tools/analysis_tools/get_flops.py '
-        'configs/faster_rcnn_r2_101_fpn_2x.py --shape 800 1280',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        'python tools/analysis_tools/get_flops.py '
+        'configs/faster_rcnn_r2_101_fpn_2x.py --shape 800 1280')
     parser.add_argument('config', help='config file path')
     parser.add_argument(
         '--shape',

@@ -13,16 +13,14 @@ import logging
 
 from mmengine.logging import MMLogger
 
-from projects.res2net.cli import run_tool
+from projects.res2net.cli import run_tool, tool_parser
 from projects.res2net.variants import VARIANTS, measure, variant_kwargs
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Print params (M) and MACs (G) of the Res2Net variants '
-        'as a markdown table',
-        epilog='example: python tools/analysis_tools/res2net_table.py',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(
+        'Print params (M) and MACs (G) of the Res2Net variants '
+        'as a markdown table', 'python tools/analysis_tools/res2net_table.py')
     parser.add_argument(
         '--variants',
         nargs='+',

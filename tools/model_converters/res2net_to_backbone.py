@@ -20,18 +20,17 @@ import torch
 
 from projects.res2net.backbone import Res2NetBackbone
 from projects.res2net.checkpoint import check_fits, read_state_dict
-from projects.res2net.cli import run_tool
+from projects.res2net.cli import run_tool, tool_parser
 from projects.res2net.convert import from_backbone, to_backbone
 from projects.res2net.variants import VARIANTS, variant_kwargs
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Convert official or timm Res2Net weights to '
+    parser = tool_parser(
+        'Convert official or timm Res2Net weights to '
         'Res2NetBackbone key names (or back with --reverse)',
-        epilog='example: python tools/model_converters/res2net_to_backbone.py'
-        ' res2net50_26w_4s-06e79181.pth r2_50.pth --variant res2net50_26w_4s',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        'python tools/model_converters/res2net_to_backbone.py'
+        ' res2net50_26w_4s-06e79181.pth r2_50.pth --variant res2net50_26w_4s')
     parser.add_argument('src', help='checkpoint to convert (a local file)')
     parser.add_argument('dst', help='where to write the converted file')
     parser.add_argument(

@@ -7,32 +7,15 @@ import shutil
 import pytest
 import yaml
 
-from projects.res2net.zoo import demo_run_options
-
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 MASK = 'configs/mask_rcnn_r2_101_fpn_2x.py'
 TABLE = 'analysis_tools/benchmark_table.py'
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory, run_tool, tiny_demo_data) -> dict:
-    """Work dirs of train.py, test.py and benchmark.py: one step each."""
-    root = tmp_path_factory.mktemp('zoo')
-    options = ['--cfg-options', *demo_run_options(str(tiny_demo_data))]
-    work_dirs = {}
-    for config in (FASTER, MASK):
-        work_dir = root / config.split('/')[-1][:-3]
-        checkpoint = work_dir / 'epoch_1.pth'
-        for tool, args in (
-            ('train.py', [config]),
-            ('test.py', [config, checkpoint]),
-            ('analysis_tools/benchmark.py',
-             [config, checkpoint, '--num-images', 2, '--warmup', 1]),
-        ):
-            done = run_tool(tool, *args, '--work-dir', work_dir, *options)
-            assert done.returncode == 0, done.stderr[-3000:]
-        work_dirs[config] = work_dir
-    return work_dirs
+def runs(zoo_demo) -> dict:
+    """Work dirs of train.py (one step), test.py and benchmark.py."""
+    return zoo_demo.work_dirs
 
 
 def table_rows(stdout: str) -> list:
