@@ -1,9 +1,11 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""What ``tools/train.py`` and ``tools/test.py`` share.
+"""What the tools share.
 
-The tools stay thin: they parse mmdet's flags (:func:`make_parser`), build a
-config (:func:`config_from_args`), check its inputs (:func:`check_data`) and
-hand it to mmengine's Runner (:func:`build_runner`). The checks exist so that
+The tools stay thin: they parse mmdet's flags (:func:`make_parser`, or
+:func:`tool_parser` for the analysis tools), build a config
+(:func:`config_from_args`), check its inputs (:func:`check_data`) and hand it
+to mmengine's Runner (:func:`build_runner`), or build the detector from a
+checkpoint themselves (:func:`build_detector`). The checks exist so that
 a user's mistake ends in one line that names the cause and the fix
 (:func:`run_tool`) instead of a traceback from deep inside the Runner, after
 work directories have been created.
@@ -15,14 +17,17 @@ import os.path as osp
 import sys
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
-from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules, setup_cache_size_limit_of_dynamo
 from mmengine.config import Config, DictAction
+from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import Runner, load_checkpoint
+from torch import nn
 
 from .dist import (BACKENDS, LAUNCHERS, configure_distributed,
                    init_process_group)
-from .errors import UserError
+from .errors import CheckpointError, UserError
 
 _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
               ' --out data/demo, then pass --cfg-options data_root=data/demo/')
@@ -107,6 +112,48 @@ def build_runner(cfg: Config) -> Runner:
         init_process_group(cfg.launcher, cfg.env_cfg.dist_cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
         RUNNERS.build(cfg)
+
+
+def build_detector(cfg: Config, checkpoint: Optional[str] = None) -> nn.Module:
+    """The config's detector on the CPU, with the checkpoint's weights.
+
+    Nothing is downloaded: the backbone's ``init_cfg`` (ImageNet weights) is
+    never applied, the checkpoint holds every weight; without one the
+    weights stay random. The checkpoint must fit the model exactly: a model
+    that kept some random layers would look like a success. As in mmdet's
+    ``init_detector``, ``model.dataset_meta`` gets the class names the
+    checkpoint was trained with, where it records them. SyncBN becomes BN,
+    for one process.
+
+    Raises:
+        CheckpointError: The file cannot be read or does not fit the model.
+    """
+    register_all_modules()  # also makes 'mmdet' the default scope
+    if cfg.model.get('backbone') is not None:
+        cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        try:
+            ckpt = load_checkpoint(
+                model, checkpoint, map_location='cpu', strict=True)
+        except Exception as err:  # torch.load's, or a mismatch (strict)
+            lines = [line.strip() for line in str(err).splitlines()]
+            detail = '; '.join(line for line in lines if line)
+            if len(detail) > 300:
+                detail = detail[:300] + '...'
+            raise CheckpointError(
+                f'cannot load checkpoint {checkpoint}: '
+                f'{type(err).__name__}: {detail}; pass a checkpoint '
+                'trained with this config') from err
+        meta = ckpt.get('meta') or {}
+        # mmengine records the dataset's metainfo; mmdet 2.x its CLASSES.
+        classes = {
+            key.lower(): value
+            for key, value in (meta.get('dataset_meta') or {}).items()
+        }.get('classes', meta.get('CLASSES'))
+        if classes:
+            model.dataset_meta = {'classes': tuple(classes)}
+    return revert_sync_batchnorm(model)
 
 
 def require_file(path: str, what: str, fix: str) -> None:

@@ -44,20 +44,18 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from mmcv.cnn import fuse_conv_bn as mmcv_fuse_conv_bn
-from mmdet.registry import MODELS
-from mmdet.utils import register_all_modules
 from mmengine.config import Config, DictAction
-from mmengine.model import revert_sync_batchnorm
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from projects.res2net.backbone import Bottle2neck
-from projects.res2net.cli import (check_data, load_config, require_file,
-                                  run_tool, tool_parser, write_json)
-from projects.res2net.errors import CheckpointError, UserError
+from projects.res2net.cli import (build_detector, check_data, load_config,
+                                  require_file, run_tool, tool_parser,
+                                  write_json)
+from projects.res2net.errors import UserError
 
 
 def parse_args() -> argparse.Namespace:
@@ -105,36 +103,6 @@ def parse_args() -> argparse.Namespace:
         help='override config settings, key=value, e.g. data_root=data/demo/'
         ' (moves every dataset path under the old root)')
     return parser.parse_args()
-
-
-def build_detector(cfg: Config, checkpoint: Optional[str] = None) -> nn.Module:
-    """The config's model with the checkpoint's weights, on the CPU.
-
-    Without a checkpoint the weights stay random. Nothing is downloaded: the
-    backbone's ``init_cfg`` (ImageNet weights) is never applied. The
-    checkpoint must fit the model exactly: timing a model that kept some
-    random layers would look like a success.
-
-    Raises:
-        CheckpointError: The file cannot be read or does not fit the model.
-    """
-    register_all_modules()  # also makes 'mmdet' the default scope
-    if cfg.model.get('backbone') is not None:
-        cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    if checkpoint is not None:
-        try:
-            load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-        except Exception as err:  # torch.load's, or a mismatch (strict)
-            lines = [line.strip() for line in str(err).splitlines()]
-            detail = '; '.join(line for line in lines if line)
-            if len(detail) > 300:
-                detail = detail[:300] + '...'
-            raise CheckpointError(
-                f'cannot load checkpoint {checkpoint}: '
-                f'{type(err).__name__}: {detail}; pass a checkpoint '
-                'trained with this config') from err
-    return revert_sync_batchnorm(model)
 
 
 def _num_batch_norms(model: nn.Module) -> int:

@@ -33,17 +33,15 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from mmdet.registry import DATASETS, MODELS
+from mmdet.registry import DATASETS
 from mmdet.utils import get_test_pipeline_cfg
 from mmengine.config import Config, DictAction
 from mmengine.dataset import Compose
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from projects.res2net.cli import (load_config, require_file, run_tool,
-                                  tool_parser)
+from projects.res2net.cli import (build_detector, load_config, require_file,
+                                  run_tool, tool_parser)
 from projects.res2net.errors import UserError
 
 METHODS = ('gradcam', 'hirescam')
@@ -202,45 +200,30 @@ def read_image(path: str) -> np.ndarray:
     return image
 
 
-def build_detector(cfg: Config, checkpoint: str, device: str) -> nn.Module:
-    """Build the config's detector and load the checkpoint strictly.
+def load_detector(cfg: Config, checkpoint: str, device: str) -> nn.Module:
+    """The config's two-stage detector with the checkpoint's weights, in
+    eval mode on ``device``.
 
-    The class names come from the checkpoint's meta data, as mmdet's
-    ``init_detector`` takes them, else from the config's test dataset.
+    The class names come from the checkpoint (see
+    :func:`~projects.res2net.cli.build_detector`), else from the config's
+    test dataset.
 
     Raises:
         UserError: The checkpoint cannot be read or does not fit the model,
             or the model is not a two-stage detector.
     """
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    if 'init_cfg' in cfg.model.get('backbone', {}):
-        cfg.model.backbone.init_cfg = None  # the checkpoint has all weights
-    model = MODELS.build(cfg.model)
+    model = build_detector(cfg, checkpoint)
     if not (getattr(model, 'with_rpn', False)
             and getattr(model, 'with_roi_head', False)):
         raise UserError(f'{type(model).__name__} is not a two-stage '
                         'detector (RPN and RoI head), which cam.py explains')
-    try:
-        ckpt = load_checkpoint(
-            model, checkpoint, map_location='cpu', strict=True)
-    except Exception as err:  # unpickling, size mismatch, missing keys
-        lines = [line.strip() for line in str(err).splitlines()]
-        cause = '; '.join([line[:160] for line in lines if line][:2])
-        raise UserError(f'cannot load checkpoint {checkpoint} into the '
-                        f'model of the config: {type(err).__name__}: '
-                        f'{cause}') from err
-    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-    classes = {
-        k.lower(): v
-        for k, v in meta.get('dataset_meta', {}).items()
-    }.get('classes', meta.get('CLASSES'))
-    if classes is None:
+    if not model.dataset_meta.get('classes'):
         dataset = dict(cfg.test_dataloader.dataset, lazy_init=True)
         try:
             classes = DATASETS.build(dataset).metainfo.get('classes')
         except Exception:  # a dataset that needs its files even lazily
             classes = None
-    model.dataset_meta = {'classes': tuple(classes or ())}
+        model.dataset_meta = {'classes': tuple(classes or ())}
     return model.to(device).eval()
 
 
@@ -523,7 +506,7 @@ def main() -> None:
     check_args(args)
     image = read_image(args.image)
     cfg = load_config(args.config, args.cfg_options)
-    model = build_detector(cfg, args.checkpoint, args.device)
+    model = load_detector(cfg, args.checkpoint, args.device)
     layers = select_layers(model, args.stages, args.target_layers)
     inputs, samples = prepare(model, cfg, args.image)
     methods = list(dict.fromkeys(args.method))  # once each, in order

@@ -47,15 +47,13 @@ import argparse
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
-from mmdet.utils import register_all_modules
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.config import Config, DictAction
-from mmengine.model import revert_sync_batchnorm
 from torch import Tensor, nn
 
-from projects.res2net.cli import load_config, run_tool, tool_parser, write_json
+from projects.res2net.cli import (build_detector, load_config, run_tool,
+                                  tool_parser, write_json)
 from projects.res2net.errors import UserError
 
 CONVENTION = ('FLOPs as mmengine counts them: one multiply-add is one FLOP '
@@ -98,21 +96,6 @@ def image_shape(shape: Sequence[int]) -> Tuple[int, int]:
         raise UserError(f'--shape {" ".join(map(str, shape))}: give H W or '
                         'one number for a square, e.g. --shape 800 1280')
     return (shape[0], shape[-1])
-
-
-def build_detector(cfg: Config) -> nn.Module:
-    """The config's model with random weights, on the CPU, in eval mode.
-
-    Nothing is downloaded: no ``init_cfg`` is applied (the backbone's is
-    cleared too). The seed fixes the weights, so the RPN keeps the same
-    proposals on every run.
-    """
-    register_all_modules()  # also makes 'mmdet' the default scope
-    if cfg.model.get('backbone') is not None:
-        cfg.model.backbone.init_cfg = None
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    return revert_sync_batchnorm(model).eval()
 
 
 def fake_batch(model: nn.Module, height: int,
@@ -185,7 +168,10 @@ def measure(cfg: Config, height: int, width: int) -> Dict[str, Any]:
     ``num_proposals`` is how many proposals the RoI head was counted on
     (None without one).
     """
-    model = build_detector(cfg)
+    # Random weights, seeded so that the RPN keeps the same proposals (and
+    # the RoI head the same count) on every run.
+    torch.manual_seed(0)
+    model = build_detector(cfg).eval()
     inputs, data_samples = fake_batch(model, height, width)
     rois: List[int] = []
     extractor = getattr(

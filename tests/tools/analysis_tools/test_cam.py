@@ -25,7 +25,7 @@ def cam(load_tool):
 def detector(cam, trained_demo):
     """The trained demo detector and its config."""
     cfg = load_config(DEMO, dict(data_root=f'{trained_demo.root}/data/'))
-    return cam.build_detector(cfg, str(trained_demo.checkpoint), 'cpu'), cfg
+    return cam.load_detector(cfg, str(trained_demo.checkpoint), 'cpu'), cfg
 
 
 def val_images(data_root):
@@ -118,7 +118,7 @@ def test_maps_on_the_objects(cam, detector, trained_demo):
 def test_scores_without_a_backward_are_re_scored(cam, trained_demo):
     """Soft-NMS computes the scores in an op without a backward."""
     cfg = load_config(DEMO, {'model.test_cfg.rcnn.nms.type': 'soft_nms'})
-    model = cam.build_detector(cfg, str(trained_demo.checkpoint), 'cpu')
+    model = cam.load_detector(cfg, str(trained_demo.checkpoint), 'cpu')
     path = val_images(trained_demo.root / 'data')[0][0]
     inputs, samples = cam.prepare(model, cfg, str(path))
     layers = cam.select_layers(model, [3], None)
