@@ -13,8 +13,8 @@ The target ``y`` is the sum of the scores of the top-k detections.
 ``cam = ReLU(sum_c dy/dA_c * A_c)``. A detection's score only depends on
 the features its RoI pools (and their receptive fields), and Grad-CAM's
 averaged weights spread that over the whole map: on the demo data, whose
-flat shapes sit on a textured background, Grad-CAM mostly lights the
-background and HiResCAM the objects.
+flat shapes sit on a textured background, Grad-CAM often lights the
+background more than the objects, HiResCAM the objects.
 
 Example:
     python tools/analysis_tools/cam.py \\

@@ -112,6 +112,7 @@ def test_maps_on_the_objects(cam, detector, trained_demo):
     }
     assert ratio['hirescam', 'layer1'] > 3, ratio
     assert ratio['hirescam', 'layer2'] > 3, ratio
+    assert ratio['hirescam', 'layer3'] > 1.5, ratio
     assert ratio['hirescam', 'layer4'] > 1.2, ratio
 
 
