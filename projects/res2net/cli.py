@@ -307,11 +307,32 @@ def ap_table(metrics: Mapping[str, float]) -> str:
     return '\n'.join(lines)
 
 
+def write_atomically(path: str, write: Callable[[str], Any]) -> None:
+    """Call ``write(tmp)``, then move ``tmp`` to ``path``: a reader (or a
+    crash) never sees half a file, and a failed write leaves nothing.
+
+    ``tmp`` lies next to ``path`` (so the move is atomic) and keeps its
+    extension, for writers that pick the format by it (``savefig``) or
+    append one (``np.savez``).
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base, ext = osp.splitext(osp.basename(path))
+    tmp = osp.join(folder, f'.{base}.tmp{ext}')
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
 def write_json(path: str, data: Mapping) -> None:
     """Write JSON atomically, so a reader never sees half a file."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write('\n')
+
+    write_atomically(path, write)

@@ -10,7 +10,6 @@ the reason is recorded, so a table never shows a made-up value.
 """
 import glob
 import json
-import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import yaml
 from mmengine.config import Config
 
+from .cli import write_atomically
 from .demo_data import MANIFEST_NAME
 from .errors import UserError
 
@@ -366,10 +366,12 @@ def update_metafile(path: str,
     for row in rows:
         models[model_name(row)] = _model_entry(row, collection)
     data['Models'] = list(models.values())
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        yaml.safe_dump(data, f, sort_keys=False, allow_unicode=True)
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            yaml.safe_dump(data, f, sort_keys=False, allow_unicode=True)
+
+    write_atomically(path, write)
 
 
 def demo_run_options(data_root: str,

@@ -21,7 +21,8 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 from matplotlib.figure import Figure
 
-from projects.res2net.cli import example_epilog, run_tool, tool_parser
+from projects.res2net.cli import (example_epilog, run_tool, tool_parser,
+                                  write_atomically)
 from projects.res2net.errors import UserError
 
 _LOG_FIX = ('pass a work dir of tools/train.py, one of its <timestamp> dirs '
@@ -261,20 +262,7 @@ def plot_curve(runs: Sequence[Run],
     axes[-1].set_xlabel('iteration')
     if title:
         fig.suptitle(title)
-    save_png(fig, out)
-
-
-def save_png(fig: Figure, out: str) -> None:
-    """Write ``fig`` to ``out`` whole or not at all (via a temporary)."""
-    folder = osp.dirname(osp.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(out)}.tmp')
-    try:
-        fig.savefig(tmp, format='png', dpi=100)
-        os.replace(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    write_atomically(out, lambda tmp: fig.savefig(tmp, format='png', dpi=100))
 
 
 def cal_train_time(runs: Sequence[Run], include_outliers: bool) -> None:

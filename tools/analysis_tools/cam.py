@@ -23,7 +23,6 @@ Example:
         --out cam.png --cfg-options data_root=data/demo/
 """
 import argparse
-import os
 import os.path as osp
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -41,7 +40,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from projects.res2net.cli import (build_detector, load_config, require_file,
-                                  run_tool, tool_parser)
+                                  run_tool, tool_parser, write_atomically)
 from projects.res2net.errors import UserError
 
 METHODS = ('gradcam', 'hirescam')
@@ -485,20 +484,6 @@ def draw_detections(ax, image: np.ndarray, detections: Detections,
             va='top' if inside else 'bottom',
             bbox=dict(facecolor=color, edgecolor='none', pad=1, alpha=0.8))
     ax.set_title(f'top {len(detections.scores)} detections', fontsize=9)
-
-
-def write_atomically(path: str, write) -> None:
-    """Call ``write(tmp)`` and move ``tmp`` to ``path``: whole or nothing."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base, ext = osp.splitext(osp.basename(path))
-    tmp = osp.join(folder, f'.{base}.tmp{ext}')
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def main() -> None:

@@ -13,14 +13,13 @@ Example:
         checkpoints/res2net101_v1b_26w_4s.pth --variant res2net101_v1b_26w_4s
 """
 import argparse
-import os
 import os.path as osp
 
 import torch
 
 from projects.res2net.backbone import Res2NetBackbone
 from projects.res2net.checkpoint import check_fits, read_state_dict
-from projects.res2net.cli import run_tool, tool_parser
+from projects.res2net.cli import run_tool, tool_parser, write_atomically
 from projects.res2net.convert import from_backbone, to_backbone
 from projects.res2net.variants import VARIANTS, variant_kwargs
 
@@ -68,11 +67,7 @@ def main() -> None:
                 backbone=kwargs,
                 converted_from=osp.basename(args.src)))
 
-    # Write next to the target and move into place: never half a file.
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = f'{args.dst}.tmp'
-    torch.save(payload, tmp)
-    os.replace(tmp, args.dst)
+    write_atomically(args.dst, lambda tmp: torch.save(payload, tmp))
 
     dropped = ', '.join(conversion.dropped) or 'none'
     print(f'{args.src} -> {args.dst} ({args.variant})')
