@@ -20,6 +20,7 @@ from mmengine.config import Config
 from .cli import write_atomically
 from .demo_data import MANIFEST_NAME
 from .errors import UserError
+from .logs import read_scalars
 
 _ZOO_URL = 'https://download.openmmlab.com/mmdetection/v2.0/res2net'
 PAPER = dict(
@@ -126,11 +127,13 @@ def _runs(work_dir: str) -> List[str]:
         if osp.isfile(osp.join(path, 'vis_data', 'config.py')))
 
 
-def _read_lines(path: str) -> List[dict]:
+def _read_scalars(run: str) -> List[dict]:
+    """The scalar log of a ``<timestamp>`` dir; none for a test run."""
+    path = osp.join(run, 'vis_data', 'scalars.json')
     if not osp.isfile(path):
         return []
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_scalars(
+        path, fix='mend or delete that line, or pass another work dir')
 
 
 def _dataset(cfg: Config) -> str:
@@ -157,10 +160,7 @@ def read_run(work_dir: str) -> Row:
                         '--work-dir of tools/train.py and tools/test.py')
     missing: Dict[str, str] = {}
     runs = _runs(work_dir)
-    logs = {
-        run: _read_lines(osp.join(run, 'vis_data', 'scalars.json'))
-        for run in runs
-    }
+    logs = {run: _read_scalars(run) for run in runs}
     trained = [run for run in runs if any('loss' in x for x in logs[run])]
     metrics_path = osp.join(work_dir, 'metrics.json')
     test = None

@@ -13,7 +13,6 @@ Example:
     python tools/analysis_tools/analyze_logs.py cal_train_time work_dirs/demo
 """
 import argparse
-import json
 import os
 import os.path as osp
 from glob import glob
@@ -24,6 +23,7 @@ from matplotlib.figure import Figure
 from projects.res2net.cli import (example_epilog, run_tool, tool_parser,
                                   write_atomically)
 from projects.res2net.errors import UserError
+from projects.res2net.logs import read_scalars
 
 _LOG_FIX = ('pass a work dir of tools/train.py, one of its <timestamp> dirs '
             'or its <timestamp>/vis_data/scalars.json')
@@ -80,32 +80,13 @@ def run_name(path: str) -> str:
 
 
 def load_records(path: str) -> List[dict]:
-    """Read the JSON lines of a scalars.json.
-
-    A last line that does not parse is skipped: a running job may be
-    writing it.
+    """Read a scalars.json (see :func:`~projects.res2net.logs.read_scalars`).
 
     Raises:
         UserError: A line that is not a JSON dict with a ``step``, or no
             records at all.
     """
-    with open(path, encoding='utf-8') as f:
-        lines = f.read().splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if number == len(lines):
-                break
-            raise UserError(f'{path}, line {number}: not JSON ({err.msg}); '
-                            f'{_LOG_FIX}') from err
-        if not isinstance(record, dict) or 'step' not in record:
-            raise UserError(f'{path}, line {number}: not a dict with a '
-                            f'"step", as mmengine writes; {_LOG_FIX}')
-        records.append(record)
+    records = read_scalars(path, fix=_LOG_FIX)
     if not records:
         raise UserError(f'{path} holds no scalars yet; {_LOG_FIX}')
     return records
