@@ -42,14 +42,15 @@ $(STAMP): requirements.txt setup.cfg
 demo: install
 	@echo "==> demo data in $(DEMO_DATA)"
 	$(PY) tools/misc/generate_demo_data.py --out $(DEMO_DATA)
-	@echo "==> training $(DEMO_CONFIG) on the CPU (about 11 minutes on 2 cores)"
+	@echo "==> training $(DEMO_CONFIG) on the CPU: 400 iterations (0.56 s each on a fast 2-core machine, about 1.1 s on a slow one)"
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	@echo "==> testing the last checkpoint"
 	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" \
 		--work-dir $(DEMO_WORK_DIR)
 
+# --durations: the slowest tests, in every run's output (CI's included).
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 lint: install
 	$(PY) -m flake8 projects tools tests configs

@@ -1,12 +1,17 @@
 # The CPU demo (`make demo`): Faster R-CNN on a slim Res2Net-50, trained from
-# scratch on the generated demo data (tools/misc/generate_demo_data.py) in
-# about 11 minutes on 2 cores. It is the R2-101 config scaled down, so it
-# exercises the same backbone, neck, heads, data pipeline and COCO metric.
+# scratch on the generated demo data (tools/misc/generate_demo_data.py): 400
+# iterations of 0.56 s on a fast 2-core machine (about 1.1 s on a slow one),
+# 0.75 bbox AP.
+# It is the R2-101 config scaled down, so it exercises the same backbone,
+# neck, heads, data pipeline and COCO metric.
 _base_ = '../faster_rcnn_r2_101_fpn_2x.py'
 
 data_root = 'data/demo/'
 image_size = (128, 128)
-max_iters = 500
+max_iters = 400
+# FPN and heads at half the channels: on a CPU they, not the backbone, take
+# most of a step (RoIAlign's backward above all).
+channels = 128
 
 model = dict(
     backbone=dict(
@@ -18,12 +23,23 @@ model = dict(
         norm_eval=False,
         # Train from scratch on purpose (the ImageNet weights are offline).
         init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512]),
-    # Objects are 10-64 px: anchors of 16-256 px over the FPN levels.
-    rpn_head=dict(anchor_generator=dict(scales=[4])),
-    # 1-4 objects per image need few RoIs; on a CPU RoIAlign's backward
-    # dominates a step, so 64 instead of 512 RoIs make it about 4x faster.
-    train_cfg=dict(rcnn=dict(sampler=dict(num=64))))
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=channels),
+    rpn_head=dict(
+        in_channels=channels,
+        feat_channels=channels,
+        # Objects are 10-64 px: anchors of 16-256 px over the FPN levels.
+        anchor_generator=dict(scales=[4])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=channels),
+        # Its two fully connected layers keep mmdet's 1024 channels: with
+        # 512, training from scratch at lr 0.04 diverged in one run of four.
+        bbox_head=dict(in_channels=channels)),
+    # 1-4 objects per image need few proposals and RoIs: 300 proposals
+    # instead of 1000-2000 (NMS), 64 RoIs instead of 512 (RoIAlign).
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=500, max_per_img=300),
+        rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -66,7 +82,7 @@ param_scheduler = [
         by_epoch=False,
         begin=0,
         end=max_iters,
-        milestones=[400],
+        milestones=[320],  # the last 20% at lr / 10
         gamma=0.1)
 ]
 # Training from scratch: clip the gradients so the early steps stay finite.

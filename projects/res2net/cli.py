@@ -25,8 +25,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
-from .dist import (BACKENDS, LAUNCHERS, configure_distributed,
-                   init_process_group)
+from .dist import (BACKENDS, LAUNCHERS, close_process_group,
+                   configure_distributed, init_process_group)
 from .errors import CheckpointError, UserError
 
 _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
@@ -36,13 +36,16 @@ _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
 def run_tool(main: Callable[[], Any]) -> None:
     """Run a tool's ``main``; report a :class:`UserError` as one line.
 
-    The exit status is 2, as for a command-line usage error.
+    The exit status is 2, as for a command-line usage error. A distributed
+    run leaves its process group at the end, whatever happened.
     """
     try:
         main()
     except UserError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
+    finally:
+        close_process_group()
 
 
 def example_epilog(example: str) -> Dict[str, Any]:

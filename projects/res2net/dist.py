@@ -150,6 +150,18 @@ def init_process_group(launcher: str, dist_cfg: Mapping[str, Any]) -> None:
         **kwargs)
 
 
+def close_process_group() -> None:
+    """Leave the process group, if this process joined one.
+
+    Without this a rank that ends while gloo's worker threads still run
+    can abort at exit ("terminate called without an active exception",
+    SIGABRT), failing a job whose work is done: seen in about one run in
+    three of a 2-process CPU training here.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 def configure_distributed(cfg: Config, requested_backend: str) -> None:
     """Prepare ``cfg`` for ``cfg.launcher``: backend and DDP wrapper.
 

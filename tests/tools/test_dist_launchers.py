@@ -114,8 +114,7 @@ def test_two_nodes_of_one_process(repo, launcher_env, trained_demo, quick,
 
 
 def test_two_processes_follow_the_one_process_loss_curve(
-        run_tool, run_script, launcher_env, dist_devices, trained_demo, quick,
-        tmp_path):
+        run_script, launcher_env, trained_demo, quick, tmp_path):
     """Same total batch (1 x 8 vs 2 x 4 images), same loss curve.
 
     With one seed both runs start from the same weights and see the same 8
@@ -123,8 +122,14 @@ def test_two_processes_follow_the_one_process_loss_curve(
     shuffled order). What differs: BN statistics over 4 images instead of 8,
     the random flips and RoI samples, and that the logged loss is rank 0's,
     over its 4 images. Tolerance: the mean loss over each 20 iterations
-    agrees within 15%, while it falls by more than 40% over the run. (Two
-    seeds of the 1-process run differ by up to 8% per 20 iterations here.)
+    agrees within 15%, while it falls by more than 40% over the run.
+    Measured: 2-6% apart, and a fall of 53%. (Two seeds of the 1-process run
+    differ by up to 30% per 20 iterations here, on the loss bump of the
+    warm-up: the one seed is what makes the runs comparable.)
+
+    The 1-process run is ``trained_demo``'s first 80 iterations: the same
+    config, data, seed, devices and logging, and its lr schedule does not
+    change before iteration 100.
     """
     data = trained_demo.root / 'data'
     options = dict(
@@ -138,14 +143,6 @@ def test_two_processes_follow_the_one_process_loss_curve(
             'val_dataloader': None,
             'val_evaluator': None,
         })
-    one = run_tool(
-        'train.py',
-        DEMO,
-        '--work-dir',
-        tmp_path / 'one',
-        *quick(data, **options, **{'train_dataloader.batch_size': 8}),
-        env=dist_devices)
-    assert one.returncode == 0, one.stderr[-3000:]
     two = run_script(
         'dist_train.sh',
         DEMO,
@@ -156,7 +153,11 @@ def test_two_processes_follow_the_one_process_loss_curve(
         env=launcher_env)
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
 
-    curves = [losses(run.stdout + run.stderr) for run in (one, two)]
+    one = {
+        it: loss
+        for it, loss in losses(trained_demo.log).items() if it <= 80
+    }
+    curves = [one, losses(two.stdout + two.stderr)]
     assert list(curves[0]) == list(curves[1]) == list(range(10, 81, 10))
     windows = [[mean([curve[it], curve[it + 10]]) for it in range(10, 80, 20)]
                for curve in curves]

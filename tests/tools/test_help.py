@@ -9,8 +9,8 @@ TOOLS = Path(__file__).resolve().parents[2] / 'tools'
 
 @pytest.mark.parametrize(
     'tool', sorted(str(p.relative_to(TOOLS)) for p in TOOLS.rglob('*.py')))
-def test_help_ends_with_an_example(run_tool, tool):
-    result = run_tool(tool, '--help')
+def test_help_ends_with_an_example(call_tool, tool):
+    result = call_tool(tool, '--help')
     assert result.returncode == 0, result.stderr[-2000:]
     usage, _, rest = result.stdout.partition('\n\n')
     assert usage.startswith('usage: ')

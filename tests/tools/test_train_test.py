@@ -14,46 +14,46 @@ FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 # --- errors users hit first ---------------------------------------------
 
 
-def test_missing_config(run_tool, tmp_path, user_error):
-    result = run_tool('train.py', 'configs/no_such_config.py', '--work-dir',
-                      tmp_path / 'wd')
+def test_missing_config(call_tool, tmp_path, user_error):
+    result = call_tool('train.py', 'configs/no_such_config.py', '--work-dir',
+                       tmp_path / 'wd')
     user_error(result, 'config file not found', 'configs/no_such_config.py')
     assert not (tmp_path / 'wd').exists()
 
 
-def test_missing_dataset_says_where_and_how(run_tool, repo, tmp_path,
+def test_missing_dataset_says_where_and_how(call_tool, repo, tmp_path,
                                             user_error):
-    result = run_tool('train.py', FASTER, '--work-dir', tmp_path / 'wd',
-                      '--cfg-options', f'data_root={tmp_path}/coco/')
+    result = call_tool('train.py', FASTER, '--work-dir', tmp_path / 'wd',
+                       '--cfg-options', f'data_root={tmp_path}/coco/')
     user_error(result, 'annotation file not found',
                f'{tmp_path}/coco/annotations/instances_train2017',
                "data_root='", '--cfg-options data_root=')
     assert not (tmp_path / 'wd').exists()
     if not (repo / 'data' / 'coco').exists():
         # The default location, as a user without COCO meets it.
-        result = run_tool('test.py', FASTER, __file__, '--work-dir',
-                          tmp_path / 'wd')
+        result = call_tool('test.py', FASTER, __file__, '--work-dir',
+                           tmp_path / 'wd')
         user_error(result, 'data/coco/annotations/')
 
 
-def test_missing_checkpoints(run_tool, tiny_demo_data, tmp_path, quick,
+def test_missing_checkpoints(call_tool, tiny_demo_data, tmp_path, quick,
                              user_error):
-    result = run_tool('test.py', DEMO, tmp_path / 'nope.pth',
-                      *quick(tiny_demo_data))
+    result = call_tool('test.py', DEMO, tmp_path / 'nope.pth',
+                       *quick(tiny_demo_data))
     user_error(result, 'checkpoint not found', 'nope.pth')
-    result = run_tool('train.py', DEMO, '--resume', tmp_path / 'nope.pth',
-                      '--work-dir', tmp_path / 'wd', *quick(tiny_demo_data))
+    result = call_tool('train.py', DEMO, '--resume', tmp_path / 'nope.pth',
+                       '--work-dir', tmp_path / 'wd', *quick(tiny_demo_data))
     user_error(result, 'checkpoint to resume from not found')
-    result = run_tool('test.py', DEMO, __file__, '--out', 'preds.json',
-                      *quick(tiny_demo_data))
+    result = call_tool('test.py', DEMO, __file__, '--out', 'preds.json',
+                       *quick(tiny_demo_data))
     user_error(result, '--out preds.json', '.pkl')
 
 
-def test_unreachable_backbone_weights_stop_training(run_tool, tiny_demo_data,
+def test_unreachable_backbone_weights_stop_training(call_tool, tiny_demo_data,
                                                     tmp_path, quick,
                                                     user_error):
     # As offline with the default open-mmlab:// name, without a download.
-    result = run_tool(
+    result = call_tool(
         'train.py', FASTER, '--work-dir', tmp_path,
         *quick(
             tiny_demo_data, **{
@@ -65,18 +65,18 @@ def test_unreachable_backbone_weights_stop_training(run_tool, tiny_demo_data,
     assert not list(tmp_path.glob('*.pth'))
 
 
-def test_bad_backbone_setting_is_one_line(run_tool, tiny_demo_data, tmp_path,
+def test_bad_backbone_setting_is_one_line(call_tool, tiny_demo_data, tmp_path,
                                           quick, user_error):
-    result = run_tool('train.py', DEMO, '--work-dir', tmp_path,
-                      *quick(tiny_demo_data, **{'model.backbone.scales': 1}))
+    result = call_tool('train.py', DEMO, '--work-dir', tmp_path,
+                       *quick(tiny_demo_data, **{'model.backbone.scales': 1}))
     user_error(result, 'scales=1', '>= 2')
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
-def test_amp_on_cpu_is_refused_up_front(run_tool, tiny_demo_data, tmp_path,
+def test_amp_on_cpu_is_refused_up_front(call_tool, tiny_demo_data, tmp_path,
                                         quick, user_error):
-    result = run_tool('train.py', DEMO, '--amp', '--work-dir', tmp_path,
-                      *quick(tiny_demo_data))
+    result = call_tool('train.py', DEMO, '--amp', '--work-dir', tmp_path,
+                       *quick(tiny_demo_data))
     user_error(result, '--amp needs a GPU')
     assert not tmp_path.joinpath('last_checkpoint').exists()
 
@@ -154,21 +154,24 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
 
 @pytest.mark.slow
 def test_demo_learns_above_floor(trained_demo):
-    """A learning regression guard: 150 iterations must clear a floor.
+    """A learning regression guard: 250 iterations must clear a floor.
 
-    The full demo (500 iterations) reaches about 0.6 bbox mAP; after 150
-    the model is far from converged but well above chance.
+    The full demo (400 iterations) reaches about 0.7 bbox mAP. After 250
+    the model is not converged, and where it stands depends on the run's
+    random path: 0.61, 0.47 and 0.56 with seeds 0, 1 and 2 (other CPUs'
+    rounding takes other paths), so the floor is 0.30, far above chance.
     """
+    assert trained_demo.iterations == 250
     found = re.findall(r'coco/bbox_mAP: ([0-9.]+)', trained_demo.log)
     assert found, trained_demo.log[-3000:]
-    assert float(found[-1]) >= 0.15
+    assert float(found[-1]) >= 0.30
 
 
 @pytest.mark.slow
-def test_test_py_ap_equals_pycocotools(run_tool, trained_demo, quick):
+def test_test_py_ap_equals_pycocotools(call_tool, trained_demo, quick):
     root, checkpoint = trained_demo.root, trained_demo.checkpoint
     prefix = root / 'predictions'
-    result = run_tool(
+    result = call_tool(
         'test.py', DEMO, checkpoint, '--work-dir', root / 'test',
         *quick(root / 'data', **{
             'test_evaluator.outfile_prefix': prefix,

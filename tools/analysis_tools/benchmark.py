@@ -324,6 +324,8 @@ def main() -> None:
     seconds, shape = time_inference(model, loader, device, args.num_images,
                                     args.warmup, args.channels_last)
     memory, memory_kind = peak_memory(device)
+    # One value, rounded once: what is printed is what is stored.
+    memory = round(memory, 1)
 
     ms_per_image = 1000 * seconds / args.num_images
     shape_note = f'test pipeline {resize_note(cfg)}'
@@ -338,7 +340,7 @@ def main() -> None:
         warmup=args.warmup,
         fps=args.num_images / seconds,
         ms_per_image=ms_per_image,
-        peak_memory_mb=round(memory, 1),
+        peak_memory_mb=memory,
         memory_kind=memory_kind,
         fuse_conv_bn=args.fuse_conv_bn,
         channels_last=args.channels_last,
@@ -355,7 +357,7 @@ def main() -> None:
     print(f'{args.config}: {result["fps"]:.2f} fps, {ms_per_image:.1f} '
           f'ms/image over {args.num_images} images after {args.warmup} '
           f'warm-up ({where}, batch 1{", " if options else ""}'
-          f'{", ".join(options)}); peak memory {memory:.0f} MB '
+          f'{", ".join(options)}); peak memory {memory:.1f} MB '
           f'({memory_kind}); {shape_note}; ' +
           ('random weights, no checkpoint' if args.checkpoint is
            None else f'weights {args.checkpoint}'))

@@ -1,9 +1,11 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """Backend choice, launcher variables and the CPU DDP wrapper."""
 import pytest
+import torch.distributed as torch_dist
 from mmengine.config import Config
 
 from projects.res2net import dist
+from projects.res2net.cli import run_tool
 from projects.res2net.dist import (choose_backend, configure_distributed,
                                    export_rank_variables)
 from projects.res2net.errors import UserError
@@ -141,3 +143,22 @@ def test_dist_backend_without_a_launcher_is_refused():
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # untouched
     with pytest.raises(UserError, match='distributed runs only'):
         configure_distributed(cfg, 'gloo')
+
+
+def test_a_tool_leaves_its_process_group(tmp_path):
+    """run_tool ends a distributed run by leaving the process group (a
+    gloo rank that exits inside one can abort), also after an error."""
+    torch_dist.init_process_group(
+        'gloo',
+        init_method=f'file://{tmp_path}/rendezvous',
+        rank=0,
+        world_size=1)
+
+    def main():
+        assert torch_dist.is_initialized()
+        raise UserError('stop here')
+
+    with pytest.raises(SystemExit):
+        run_tool(main)
+    assert not torch_dist.is_initialized()
+    dist.close_process_group()  # nothing to leave: no error

@@ -155,14 +155,14 @@ def test_converted_upstream_weights_give_the_upstream_network(name, randomise):
     ) == upstream.state_dict().keys() - {'fc.weight', 'fc.bias'}
 
 
-def test_converter_tool_round_trip_and_refusal(run_tool, tmp_path, randomise):
+def test_converter_tool_round_trip_and_refusal(call_tool, tmp_path, randomise):
     name = 'res2net50_v1b_26w_4s'
     upstream = randomise(UpstreamRes2Net(**variant_kwargs(name))).eval()
     src = tmp_path / 'res2net50_v1b_26w_4s-3cf99910.pth'
     torch.save(upstream.state_dict(), src)
     dst = tmp_path / 'converted.pth'
-    result = run_tool('model_converters/res2net_to_backbone.py', src, dst,
-                      '--variant', name)
+    result = call_tool('model_converters/res2net_to_backbone.py', src, dst,
+                       '--variant', name)
     assert result.returncode == 0, result.stderr
     assert 'dropped: 2 (fc.weight, fc.bias)' in result.stdout
     assert 'converted: ' in result.stdout and 'unexpected: 0' in result.stdout
@@ -177,16 +177,16 @@ def test_converter_tool_round_trip_and_refusal(run_tool, tmp_path, randomise):
     assert torch.equal(model.stem[6].weight, upstream.conv1[6].weight)
 
     back = tmp_path / 'back.pth'
-    result = run_tool('model_converters/res2net_to_backbone.py', dst, back,
-                      '--variant', name, '--reverse')
+    result = call_tool('model_converters/res2net_to_backbone.py', dst, back,
+                       '--variant', name, '--reverse')
     assert result.returncode == 0, result.stderr
     restored = torch.load(back, weights_only=True)
     assert torch.equal(restored['bn1.running_mean'], upstream.bn1.running_mean)
 
     # A file of another variant is refused, and nothing is written.
     wrong = tmp_path / 'wrong.pth'
-    result = run_tool('model_converters/res2net_to_backbone.py', src, wrong,
-                      '--variant', 'res2net50_14w_8s')
+    result = call_tool('model_converters/res2net_to_backbone.py', src, wrong,
+                       '--variant', 'res2net50_14w_8s')
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and 'does not fit' in last
@@ -204,8 +204,8 @@ def test_every_variant_builds_and_trains_a_step(name):
     assert model.layer4[0].convs[0].weight.grad is not None
 
 
-def test_size_table_matches_the_published_one(run_tool):
-    result = run_tool('analysis_tools/res2net_table.py')
+def test_size_table_matches_the_published_one(call_tool):
+    result = call_tool('analysis_tools/res2net_table.py')
     assert result.returncode == 0, result.stderr
     rows = {}
     for line in result.stdout.splitlines()[2:]:

@@ -40,13 +40,13 @@ def color_share(image, rgb):
     return near.mean()
 
 
-def test_plot_curve_overlays_runs(run_tool, trained_demo, tmp_path):
+def test_plot_curve_overlays_runs(call_tool, trained_demo, tmp_path):
     other = tmp_path / 'other_run'
     write_log(other)
     out = tmp_path / 'curves' / 'curve.png'
-    result = run_tool(TOOL, 'plot_curve', trained_demo.root / 'work', other,
-                      '--keys', 'loss', 'bbox_mAP', '--out', out, '--title',
-                      'demo')
+    result = call_tool(TOOL, 'plot_curve', trained_demo.root / 'work', other,
+                       '--keys', 'loss', 'bbox_mAP', '--out', out, '--title',
+                       'demo')
     assert result.returncode == 0, result.stderr[-3000:]
     image = imread(out)
     # Two subplots stacked: 8 x (1 + 2.6 * 2) inches at 100 dpi.
@@ -57,16 +57,16 @@ def test_plot_curve_overlays_runs(run_tool, trained_demo, tmp_path):
     assert color_share(image, ORANGE) > 0.001
 
 
-def test_legend_names_and_single_key(run_tool, tmp_path, user_error):
+def test_legend_names_and_single_key(call_tool, tmp_path, user_error):
     write_log(tmp_path / 'a')
     write_log(tmp_path / 'b')
     out = tmp_path / 'lr.png'
-    result = run_tool(TOOL, 'plot_curve', tmp_path / 'a', tmp_path / 'b',
-                      '--keys', 'lr', '--legend', 'A', 'B', '--out', out)
+    result = call_tool(TOOL, 'plot_curve', tmp_path / 'a', tmp_path / 'b',
+                       '--keys', 'lr', '--legend', 'A', 'B', '--out', out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert imread(out).shape[:2] == (360, 800)
-    result = run_tool(TOOL, 'plot_curve', tmp_path / 'a', '--keys', 'lr',
-                      '--legend', 'A', 'B', 'C', '--out', tmp_path / 'x.png')
+    result = call_tool(TOOL, 'plot_curve', tmp_path / 'a', '--keys', 'lr',
+                       '--legend', 'A', 'B', 'C', '--out', tmp_path / 'x.png')
     user_error(result, '--legend has 3 names')
     assert not (tmp_path / 'x.png').exists()
 
@@ -101,37 +101,37 @@ def test_a_line_being_written_is_skipped(tool, tmp_path):
     assert len(tool.load_records(str(path))) == 12
 
 
-def test_missing_log(run_tool, tmp_path, user_error):
+def test_missing_log(call_tool, tmp_path, user_error):
     out = tmp_path / 'curve.png'
-    result = run_tool(TOOL, 'plot_curve', tmp_path / 'nope', '--keys', 'loss',
-                      '--out', out)
+    result = call_tool(TOOL, 'plot_curve', tmp_path / 'nope', '--keys', 'loss',
+                       '--out', out)
     user_error(result, 'log not found', str(tmp_path / 'nope'))
     (tmp_path / 'empty').mkdir()
-    result = run_tool(TOOL, 'plot_curve', tmp_path / 'empty', '--keys', 'loss',
-                      '--out', out)
+    result = call_tool(TOOL, 'plot_curve', tmp_path / 'empty', '--keys',
+                       'loss', '--out', out)
     user_error(result, 'no vis_data/scalars.json under')
     assert not out.exists()
 
 
-def test_unknown_key_names_the_keys_the_log_has(run_tool, tmp_path,
+def test_unknown_key_names_the_keys_the_log_has(call_tool, tmp_path,
                                                 user_error):
     good = write_log(tmp_path / 'a')
     write_log(tmp_path / 'b', lines=[dict(lr=0.01, loss=1.0, step=1)])
     out = tmp_path / 'curve.png'
-    result = run_tool(TOOL, 'plot_curve', good, tmp_path / 'b', '--keys',
-                      'loss', 'bbox_mAP', '--out', out)
+    result = call_tool(TOOL, 'plot_curve', good, tmp_path / 'b', '--keys',
+                       'loss', 'bbox_mAP', '--out', out)
     user_error(result, "key 'bbox_mAP' not in", str(tmp_path / 'b'),
                'it has: loss, lr')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'b']
 
 
-def test_cal_train_time(run_tool, tmp_path):
+def test_cal_train_time(call_tool, tmp_path):
     lines = [
         dict(lr=0.01, loss=1.0, time=t, step=s)
         for s, t in ((10, 5.0), (20, 1.0), (30, 3.0))
     ]
     write_log(tmp_path / 'wd', lines=lines)
-    result = run_tool(TOOL, 'cal_train_time', tmp_path / 'wd')
+    result = call_tool(TOOL, 'cal_train_time', tmp_path / 'wd')
     assert result.returncode == 0, result.stderr[-3000:]
     # The warm-up window is left out.
     assert 'average iter time: 2.0000 s/iter' in result.stdout

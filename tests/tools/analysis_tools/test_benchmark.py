@@ -67,7 +67,7 @@ def _check_json(data: dict, stdout: str, num_images: int, warmup: int):
     assert float(ms) == pytest.approx(data['ms_per_image'], abs=0.06)
     assert (int(images), int(warm)) == (num_images, warmup)
     assert f'{num_images}/{num_images}' in stdout
-    assert f'peak memory {data["peak_memory_mb"]:.0f} MB (cpu_max_rss)' \
+    assert f'peak memory {data["peak_memory_mb"]:.1f} MB (cpu_max_rss)' \
         in stdout
 
 
@@ -150,26 +150,26 @@ def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data,
      'not found'),
     ([DEMO_CONFIG, '--num-images', 0], 'error: --num-images must be'),
 ])
-def test_bad_input_is_one_line(run_tool, args, message):
-    result = run_tool(TOOL, *args)
+def test_bad_input_is_one_line(call_tool, args, message):
+    result = call_tool(TOOL, *args)
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is here')
-def test_cuda_without_a_gpu(run_tool):
-    result = run_tool(TOOL, DEMO_CONFIG, '--device', 'cuda')
+def test_cuda_without_a_gpu(call_tool):
+    result = call_tool(TOOL, DEMO_CONFIG, '--device', 'cuda')
     assert result.returncode == 2
     assert result.stderr.startswith('error: --device cuda: no CUDA device')
 
 
-def test_checkpoint_that_does_not_fit(run_tool, tiny_demo_data, quick,
+def test_checkpoint_that_does_not_fit(call_tool, tiny_demo_data, quick,
                                       tmp_path):
     checkpoint = tmp_path / 'other.pth'
     torch.save(dict(state_dict={'backbone.other': torch.zeros(1)}), checkpoint)
-    result = run_tool(TOOL, DEMO_CONFIG, checkpoint, '--work-dir', tmp_path,
-                      *quick(tiny_demo_data))
+    result = call_tool(TOOL, DEMO_CONFIG, checkpoint, '--work-dir', tmp_path,
+                       *quick(tiny_demo_data))
     assert result.returncode == 2
     assert result.stderr.startswith(
         f'error: cannot load checkpoint {checkpoint}: RuntimeError: ')

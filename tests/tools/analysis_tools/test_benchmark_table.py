@@ -44,12 +44,12 @@ def facts(work_dir) -> dict:
         ])
 
 
-def test_every_column_comes_from_the_runs(run_tool, runs, tmp_path):
+def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path):
     metafile = tmp_path / 'metafile.yml'
     # An entry of another model, which an update must keep.
     metafile.write_text(
         yaml.safe_dump(dict(Models=[dict(Name='other', Results=[])])))
-    result = run_tool(TABLE, runs[FASTER], runs[MASK], '--metafile', metafile)
+    result = call_tool(TABLE, runs[FASTER], runs[MASK], '--metafile', metafile)
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
     assert len(rows) == 2
@@ -98,8 +98,8 @@ def test_every_column_comes_from_the_runs(run_tool, runs, tmp_path):
             pytest.approx(got['ms'], abs=0.01)
 
 
-def test_compare_adds_reference_and_difference(run_tool, runs):
-    result = run_tool(TABLE, runs[MASK], '--compare')
+def test_compare_adds_reference_and_difference(call_tool, runs):
+    result = call_tool(TABLE, runs[MASK], '--compare')
     assert result.returncode == 0, result.stderr
     _, _, _, memory, fps, box, mask, _, _ = table_rows(result.stdout)[0]
     assert memory.endswith('(ref 7.9)')  # no memory on a CPU run
@@ -110,12 +110,12 @@ def test_compare_adds_reference_and_difference(run_tool, runs):
     assert mask == f'{value:.1f} (ref 38.7, Δ {value - 38.7:+.1f})'
 
 
-def test_missing_pieces_show_a_dash_and_say_why(run_tool, runs, tmp_path):
+def test_missing_pieces_show_a_dash_and_say_why(call_tool, runs, tmp_path):
     work_dir = tmp_path / 'copy'
     shutil.copytree(runs[FASTER], work_dir)
     (work_dir / 'benchmark.json').unlink()
     (work_dir / 'metrics.json').unlink()
-    result = run_tool(TABLE, work_dir)
+    result = call_tool(TABLE, work_dir)
     assert result.returncode == 0, result.stderr
     _, _, _, _, fps, box, _, _, _ = table_rows(result.stdout)[0]
     assert (fps, box) == ('–', '–')
@@ -124,9 +124,9 @@ def test_missing_pieces_show_a_dash_and_say_why(run_tool, runs, tmp_path):
 
 
 def test_readme_and_metafile_hold_the_generated_reference(
-        run_tool, repo, tmp_path):
-    result = run_tool(TABLE, '--reference', '--metafile',
-                      tmp_path / 'metafile.yml')
+        call_tool, repo, tmp_path):
+    result = call_tool(TABLE, '--reference', '--metafile',
+                       tmp_path / 'metafile.yml')
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in (repo / 'README.md').read_text()
     assert (tmp_path / 'metafile.yml').read_text() == \
@@ -135,15 +135,15 @@ def test_readme_and_metafile_hold_the_generated_reference(
         ['43.0', '43.6', '45.7', '46.4', '47.5']
 
 
-def test_bad_input_is_one_line(run_tool, tmp_path):
-    result = run_tool(TABLE, tmp_path / 'nope')
+def test_bad_input_is_one_line(call_tool, tmp_path):
+    result = call_tool(TABLE, tmp_path / 'nope')
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f'error: work dir not found: {tmp_path / "nope"}; pass the '
         '--work-dir of tools/train.py and tools/test.py')
     empty = tmp_path / 'empty'
     empty.mkdir()
-    result = run_tool(TABLE, empty, '--metafile', tmp_path / 'm.yml')
+    result = call_tool(TABLE, empty, '--metafile', tmp_path / 'm.yml')
     assert result.returncode == 2
     assert 'no training log and no metrics.json' in result.stderr
     assert not (tmp_path / 'm.yml').exists()

@@ -24,16 +24,16 @@ def _rows(stdout: str) -> Dict[str, Tuple[str, float, float]]:
     }
 
 
-def test_demo_table_and_json(run_tool, repo, tmp_path, load_tool):
+def test_demo_table_and_json(call_tool, repo, tmp_path, load_tool):
     out = tmp_path / 'flops.json'
-    result = run_tool(TOOL, DEMO_CONFIG, '--shape', 128, '--out', out)
+    result = call_tool(TOOL, DEMO_CONFIG, '--shape', 128, '--out', out)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data['config'] == DEMO_CONFIG
     assert data['input_shape'] == [1, 3, 128, 128]
-    # The demo keeps mmdet's RPN test settings: 1000 proposals.
-    assert data['num_proposals'] == 1000
-    assert 'RoI head counted on 1000 proposals' in result.stdout
+    # The demo config's RPN keeps 300 proposals (mmdet's: 1000).
+    assert data['num_proposals'] == 300
+    assert 'RoI head counted on 300 proposals' in result.stdout
     assert 'one multiply-add is one FLOP' in data['convention']
     assert 'one multiply-add is one FLOP' in result.stdout
     det, backbone = data['detector'], data['backbone']
@@ -55,10 +55,10 @@ def test_demo_table_and_json(run_tool, repo, tmp_path, load_tool):
                                      for p in model.backbone.parameters())
 
     # FLOPs: the detector's exceed the backbone's by the RoI box head's
-    # fully connected layers on 1000 RoIs (shared 2fc: 256x7x7 -> 1024 ->
+    # fully connected layers on 300 RoIs (shared 2fc: 128x7x7 -> 1024 ->
     # 1024, then 81 class scores and 80x4 box deltas) plus the FPN and the
     # RPN head, which at 128x128 are small.
-    box_head = 1000 * (256 * 7 * 7 * 1024 + 1024 * 1024 + 1024 * (81 + 320))
+    box_head = 300 * (128 * 7 * 7 * 1024 + 1024 * 1024 + 1024 * (81 + 320))
     rest = det['flops'] - box_head - backbone['flops']
     assert 0 < backbone['flops'] and 0 < rest < 0.2 * det['flops']
 
@@ -113,8 +113,8 @@ def test_res2net_vs_resnet_matches_the_model_zoo(repo, tmp_path, load_tool):
     ([DEMO_CONFIG, '--shape', '1', '2', '3'
       ], 'error: --shape 1 2 3: give H W'),
 ])
-def test_bad_input_is_one_line(run_tool, args, message):
-    result = run_tool(TOOL, *args)
+def test_bad_input_is_one_line(call_tool, args, message):
+    result = call_tool(TOOL, *args)
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1

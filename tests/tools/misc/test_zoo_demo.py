@@ -9,7 +9,7 @@ from projects.res2net.zoo import REFERENCE
 TOOL = 'misc/zoo_demo.py'
 
 
-def test_steps_and_table_of_the_runs(zoo_demo, run_tool):
+def test_steps_and_table_of_the_runs(zoo_demo, call_tool):
     """Seven steps (train, test, benchmark per config, then the table), and
     the table is benchmark_table.py's on the same work dirs (its columns
     are checked against the runs in test_benchmark_table.py)."""
@@ -19,8 +19,8 @@ def test_steps_and_table_of_the_runs(zoo_demo, run_tool):
                      ('3', 'analysis_tools/benchmark.py'), ('4', 'train.py'),
                      ('5', 'test.py'), ('6', 'analysis_tools/benchmark.py'),
                      ('7', 'analysis_tools/benchmark_table.py')]
-    table = run_tool('analysis_tools/benchmark_table.py',
-                     *zoo_demo.work_dirs.values())
+    table = call_tool('analysis_tools/benchmark_table.py',
+                      *zoo_demo.work_dirs.values())
     assert table.returncode == 0, table.stderr
     assert table.stdout.count('\n|') == 3  # the header, its rule, 2 rows
     assert table.stdout.strip() in out
@@ -31,31 +31,31 @@ def test_steps_and_table_of_the_runs(zoo_demo, run_tool):
     ]
 
 
-def test_bad_configs_stop_before_any_run(run_tool, tmp_path, user_error):
+def test_bad_configs_stop_before_any_run(call_tool, tmp_path, user_error):
     work_dir = tmp_path / 'zoo'
-    result = run_tool(TOOL, '--configs', 'configs/nope.py', '--work-dir',
-                      work_dir)
+    result = call_tool(TOOL, '--configs', 'configs/nope.py', '--work-dir',
+                       work_dir)
     user_error(result, 'config file not found', 'configs/nope.py')
     # The demo config trains by iterations; --epochs cannot apply to it.
-    result = run_tool(TOOL, '--configs',
-                      'configs/faster_rcnn_r2_101_fpn_2x.py',
-                      'configs/demo/faster_rcnn_r2_50_fpn_demo.py',
-                      '--work-dir', work_dir)
+    result = call_tool(TOOL, '--configs',
+                       'configs/faster_rcnn_r2_101_fpn_2x.py',
+                       'configs/demo/faster_rcnn_r2_50_fpn_demo.py',
+                       '--work-dir', work_dir)
     user_error(
         result, 'faster_rcnn_r2_50_fpn_demo.py trains with '
         'IterBasedTrainLoop')
     assert not work_dir.exists()
 
 
-def test_a_failing_step_names_itself(run_tool, tiny_demo_data, tmp_path,
+def test_a_failing_step_names_itself(call_tool, tiny_demo_data, tmp_path,
                                      user_error):
     """A data root without the demo data: train.py's own one-line error is
     shown, then which step failed."""
     empty = tmp_path / 'empty'
     empty.mkdir()
-    result = run_tool(TOOL, '--configs',
-                      'configs/faster_rcnn_r2_101_fpn_2x.py', '--data', empty,
-                      '--work-dir', tmp_path / 'zoo')
+    result = call_tool(TOOL, '--configs',
+                       'configs/faster_rcnn_r2_101_fpn_2x.py', '--data', empty,
+                       '--work-dir', tmp_path / 'zoo')
     assert 'error: train_dataloader' in result.stderr
     user_error(result, 'step 1, tools/train.py, failed (exit 2)')
 
