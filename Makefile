@@ -19,7 +19,7 @@ DEMO_CONFIG := configs/demo/faster_rcnn_r2_50_fpn_demo.py
 DEMO_DATA := data/demo
 DEMO_WORK_DIR := work_dirs/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint gpu-check clean
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ demo: install
 # --durations: the slowest tests, in every run's output (CI's included).
 test: install
 	$(PY) -m pytest --durations=25
+
+# The CUDA checks (tools/gpu_check.sh), on a GPU machine with nvcc: mmcv's
+# CUDA ops, the `cuda` tests, an --amp demo run, the speed benchmarks.
+gpu-check:
+	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/gpu_check.sh
 
 lint: install
 	$(PY) -m flake8 projects tools tests configs

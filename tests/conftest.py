@@ -24,6 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` skip, saying why, where torch sees no GPU
+    (``make gpu-check`` runs them on a GPU machine)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU; torch sees none here '
+                            '(make gpu-check runs these on a GPU machine)')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope='session')
 def repo() -> Path:
     return REPO

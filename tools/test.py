@@ -40,6 +40,11 @@ def parse_args() -> argparse.Namespace:
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
         '--tta', action='store_true', help='test with flip augmentation')
+    parser.add_argument(
+        '--deploy',
+        action='store_true',
+        help='test the deploy form: BN folded into the convs, channels-last '
+        '(projects/res2net/deploy.py)')
     return parse_cli(parser)
 
 
@@ -85,6 +90,9 @@ def main() -> None:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
         enable_tta(cfg)
+    if args.deploy:
+        cfg.custom_hooks = list(cfg.get('custom_hooks')
+                                or []) + [dict(type='DeployHook')]
     check_data(cfg, ['test_dataloader'])
 
     runner = build_runner(cfg)

@@ -12,14 +12,18 @@ work directories have been created.
 """
 import argparse
 import json
+import logging
 import os
 import os.path as osp
 import sys
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
+import torch
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules, setup_cache_size_limit_of_dynamo
 from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, load_checkpoint
@@ -28,6 +32,9 @@ from torch import nn
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
 from .errors import CheckpointError, UserError
+
+# The repository: configs/ and tools/ lie here.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
               ' --out data/demo, then pass --cfg-options data_root=data/demo/')
@@ -117,13 +124,19 @@ def build_runner(cfg: Config) -> Runner:
         RUNNERS.build(cfg)
 
 
-def build_detector(cfg: Config, checkpoint: Optional[str] = None) -> nn.Module:
+def build_detector(cfg: Config,
+                   checkpoint: Optional[str] = None,
+                   *,
+                   init_weights: bool = True) -> nn.Module:
     """The config's detector on the CPU, with the checkpoint's weights.
 
     Nothing is downloaded: the backbone's ``init_cfg`` (ImageNet weights) is
     never applied, the checkpoint holds every weight; without one the
-    weights stay random. The checkpoint must fit the model exactly: a model
-    that kept some random layers would look like a success. As in mmdet's
+    weights are random, initialised as a training run starts
+    (:func:`init_random_weights`; ``init_weights=False`` leaves torch's
+    defaults). The checkpoint must fit the model
+    exactly: a model that kept some random layers would look like a
+    success. As in mmdet's
     ``init_detector``, ``model.dataset_meta`` gets the class names the
     checkpoint was trained with, where it records them. SyncBN becomes BN,
     for one process.
@@ -135,7 +148,10 @@ def build_detector(cfg: Config, checkpoint: Optional[str] = None) -> nn.Module:
     if cfg.model.get('backbone') is not None:
         cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    if checkpoint is not None:
+    if checkpoint is None:
+        if init_weights:
+            init_random_weights(model)
+    else:
         try:
             ckpt = load_checkpoint(
                 model, checkpoint, map_location='cpu', strict=True)
@@ -157,6 +173,37 @@ def build_detector(cfg: Config, checkpoint: Optional[str] = None) -> nn.Module:
         if classes:
             model.dataset_meta = {'classes': tuple(classes)}
     return revert_sync_batchnorm(model)
+
+
+def init_random_weights(model: nn.Module) -> None:
+    """mmdet's initialisation of each module (``init_weights``), without
+    mmengine's log line per parameter.
+
+    Random weights as a training run starts them keep the activations in
+    range through a deep network; torch's defaults alone let them grow
+    layer by layer, to values (or infs) whose arithmetic and NMS would not
+    time like a real model's.
+    """
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+
+
+def choose_device(requested: Optional[str]) -> str:
+    """``requested``, or cuda when available, else cpu.
+
+    Raises:
+        UserError: cuda asked for but not available.
+    """
+    available = torch.cuda.is_available()
+    if requested == 'cuda' and not available:
+        raise UserError('--device cuda: no CUDA device is available to torch'
+                        ' here; use --device cpu')
+    return requested or ('cuda' if available else 'cpu')
 
 
 def require_file(path: str, what: str, fix: str) -> None:

@@ -2,6 +2,8 @@
 """tools/train.py and tools/test.py as a user runs them."""
 import json
 import re
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -167,8 +169,14 @@ def test_demo_learns_above_floor(trained_demo):
     assert float(found[-1]) >= 0.30
 
 
-@pytest.mark.slow
-def test_test_py_ap_equals_pycocotools(call_tool, trained_demo, quick):
+class TestedDemo(NamedTuple):
+    metrics: dict  # test.py's metrics.json
+    predictions: Path  # test.py's COCO result files' prefix
+
+
+@pytest.fixture(scope='module')
+def tested_demo(call_tool, trained_demo, quick) -> TestedDemo:
+    """test.py on the trained demo checkpoint, its predictions kept."""
     root, checkpoint = trained_demo.root, trained_demo.checkpoint
     prefix = root / 'predictions'
     result = call_tool(
@@ -179,15 +187,39 @@ def test_test_py_ap_equals_pycocotools(call_tool, trained_demo, quick):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(
         (root / 'test' / 'metrics.json').read_text())['metrics']
+    assert metrics['coco/bbox_mAP'] > 0.1  # a meaningful comparison
+    return TestedDemo(metrics, prefix)
 
+
+@pytest.mark.slow
+def test_test_py_ap_equals_pycocotools(trained_demo, tested_demo):
     # pycocotools on the prediction file that test.py wrote, untouched.
+    root = trained_demo.root
     gt = COCO(str(root / 'data' / 'annotations' / 'instances_val2017.json'))
-    evaluator = COCOeval(gt, gt.loadRes(f'{prefix}.bbox.json'), 'bbox')
+    predictions = gt.loadRes(f'{tested_demo.predictions}.bbox.json')
+    evaluator = COCOeval(gt, predictions, 'bbox')
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
     keys = ['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l']
-    assert metrics['coco/bbox_mAP'] > 0.1  # a meaningful comparison
     for i, key in enumerate(keys):
         # CocoMetric reports three decimals.
-        assert metrics[f'coco/bbox_{key}'] == round(evaluator.stats[i], 3)
+        assert tested_demo.metrics[f'coco/bbox_{key}'] == round(
+            evaluator.stats[i], 3)
+
+
+@pytest.mark.slow
+def test_test_py_deploy_keeps_the_ap(call_tool, trained_demo, tested_demo,
+                                     quick, tmp_path):
+    """--deploy tests the deploy form (BN folded, channels-last) through the
+    same loop and metric: the AP of the trained model, to rounding."""
+    result = call_tool('test.py', DEMO, trained_demo.checkpoint, '--deploy',
+                       '--work-dir', tmp_path,
+                       *quick(trained_demo.root / 'data'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(
+        r'deploy form: fused \d+ BatchNorm layers into convs \(0 left\); '
+        r'kept \d+ mmcv ops in NCHW', result.stdout + result.stderr)
+    metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
+        assert abs(metrics[key] - tested_demo.metrics[key]) <= 0.002, key

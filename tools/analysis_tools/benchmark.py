@@ -16,15 +16,27 @@ mmdet's own ``mmdet.utils.benchmark.InferenceBenchmark`` is not reused: it
 moves the model to CUDA unconditionally, always loads a checkpoint, and
 needs ``psutil`` (without it, importing the module fails).
 
-``--fuse-conv-bn`` folds each eval-mode BatchNorm into the conv before it:
-mmcv's ``fuse_conv_bn`` for conv/BN pairs that are consecutive children
-(stems, 1x1 convs, downsamples) and, for Res2Net's split 3x3 convs, which
-keep their convs and BNs in two parallel lists that mmcv's pass skips, each
-``convs[i]`` with ``bns[i]``. ``--channels-last`` converts the model and each
-preprocessed batch to ``torch.channels_last``, except mmcv's op modules
-(RoIAlign, deformable convs), which need contiguous NCHW tensors (see
-:func:`to_channels_last`). Either changes the detections by float rounding
-only.
+The model is timed in the form asked for, made by
+``projects/res2net/deploy.py`` (the form ``test.py --deploy`` measures the
+AP of): ``--fuse-conv-bn`` folds each eval-mode BatchNorm into the conv
+before it (Res2Net's split convs' BNs included), ``--channels-last`` runs
+the model and each preprocessed batch in ``torch.channels_last`` (mmcv's
+ops, which read NCHW only, excepted), ``--deploy`` is both, and
+``--compile`` compiles the backbone and neck with ``torch.compile``. Each
+changes the detections by float rounding only.
+
+``--against-backbone resnet`` (or ``mmdet-res2net``) also builds the same
+detector with mmdet's ResNet (or mmdet's own Res2Net) of the same depth in
+place of ``Res2NetBackbone``, in the same form, and times the two
+interleaved, image by image in alternating order, so that their fps ratio
+comes from one run. The comparison detector has random weights; the peak
+memory is then that of the process holding both.
+
+A detector with random weights (no checkpoint, or the comparison one) has
+its BN statistics calibrated on the first test image
+(``projects/res2net/speed.py``): without that its features, and with them
+the proposals and NMS work after the backbone, depend on how its
+architecture grows random activations, not on its speed.
 
 The results go to ``WORK_DIR/benchmark.json``. Without a checkpoint the
 weights are random: the speed is still the network's, but post-processing
@@ -36,26 +48,25 @@ Example:
 """
 import argparse
 import os.path as osp
-import resource
-import sys
 import time
 from copy import deepcopy
+from functools import partial
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
-from mmcv.cnn import fuse_conv_bn as mmcv_fuse_conv_bn
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
-from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch import nn
 
-from projects.res2net.backbone import Bottle2neck
 from projects.res2net.cli import (build_detector, check_data, load_config,
                                   require_file, run_tool, tool_parser,
                                   write_json)
+from projects.res2net.deploy import DeployReport, deploy
 from projects.res2net.errors import UserError
+from projects.res2net.speed import (COUNTERPARTS, add_device_arguments,
+                                    calibrate_batch_norms, counterpart,
+                                    device_of, peak_memory, sync)
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,9 +104,21 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='run the model and its inputs in torch.channels_last')
     parser.add_argument(
-        '--device',
-        choices=('cpu', 'cuda'),
-        help='default: cuda when available, else cpu')
+        '--deploy',
+        action='store_true',
+        help='the deploy form: --fuse-conv-bn and --channels-last')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='compile the backbone and neck with torch.compile (inductor, '
+        'freezing); takes minutes on a small CPU')
+    parser.add_argument(
+        '--against-backbone',
+        choices=COUNTERPARTS,
+        help='also time the same detector with mmdet\'s ResNet (resnet) or '
+        'mmdet\'s Res2Net (mmdet-res2net) as its backbone, interleaved, and '
+        'print the fps ratio')
+    add_device_arguments(parser, amp_help='float16 autocast (CUDA only)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -105,76 +128,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _num_batch_norms(model: nn.Module) -> int:
-    return sum(isinstance(m, _BatchNorm) for m in model.modules())
-
-
-def fuse_conv_bn(model: nn.Module) -> Tuple[int, int]:
-    """Fold BatchNorm layers into the convs before them, in place.
-
-    The model must be in eval mode: the BN's running statistics are folded.
-
-    Returns:
-        How many BN layers were fused, and how many are left (those that
-        follow no plain conv, e.g. after a deformable conv).
-    """
-    before = _num_batch_norms(model)
-    mmcv_fuse_conv_bn(model)
-    for block in model.modules():
-        if not isinstance(block, Bottle2neck):
-            continue
-        # _split_convs computes bns[i](convs[i](split)).
-        for i, (conv, bn) in enumerate(zip(block.convs, block.bns)):
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, _BatchNorm):
-                block.convs[i] = fuse_conv_bn_eval(conv, bn)
-                block.bns[i] = nn.Identity()
-    left = _num_batch_norms(model)
-    return before - left, left
-
-
 def prepare(model: nn.Module,
             device: str = 'cpu',
             fuse: bool = False,
-            channels_last: bool = False) -> Tuple[nn.Module, Tuple[int, int]]:
-    """Put the model in eval mode on ``device``, fused and converted as asked.
-
-    Returns:
-        The model and :func:`fuse_conv_bn`'s counts ((0, 0) without fusing).
-    """
-    model.eval()
-    fused = fuse_conv_bn(model) if fuse else (0, 0)
+            channels_last: bool = False,
+            compile: bool = False) -> Tuple[nn.Module, DeployReport]:
+    """Put the model in eval mode on ``device``, in the deploy form asked
+    for (:func:`projects.res2net.deploy.deploy`)."""
     model.to(device)
-    if channels_last:
-        to_channels_last(model)
-    return model, fused
-
-
-def _contiguous_inputs(module: nn.Module, args: tuple) -> tuple:
-    return tuple(arg.contiguous() if isinstance(arg, Tensor) else arg
-                 for arg in args)
-
-
-def to_channels_last(model: nn.Module) -> int:
-    """Convert the model to ``torch.channels_last``, except mmcv's ops.
-
-    mmcv's compiled ops read their tensors as contiguous NCHW: on a
-    channels-last input RoIAlign silently computes wrong features on the CPU
-    and the deformable convs refuse it. Those modules (and their own
-    submodules, e.g. a DCN's offset conv) stay contiguous and get
-    contiguous copies of their inputs; an op that a head calls as a plain
-    function is not covered.
-
-    Returns:
-        How many mmcv op modules were kept contiguous.
-    """
-    model.to(memory_format=torch.channels_last)
-    kept = 0
-    for module in model.modules():
-        if type(module).__module__.startswith('mmcv.ops'):
-            module.to(memory_format=torch.contiguous_format)
-            module.register_forward_pre_hook(_contiguous_inputs)
-            kept += 1
-    return kept
+    report = deploy(
+        model, fold_bn=fuse, channels_last=channels_last, compile=compile)
+    return model, report
 
 
 def inference_step(model: nn.Module,
@@ -236,28 +200,22 @@ def resize_note(cfg: Config) -> str:
     return ', '.join(steps) if steps else 'no resize in the test pipeline'
 
 
-def _sync(device: str) -> None:
-    if device == 'cuda':
-        torch.cuda.synchronize()
-
-
-def peak_memory(device: str) -> Tuple[float, str]:
-    """Peak memory in MB (2**20 bytes) and what it is."""
-    if device == 'cuda':
-        return torch.cuda.max_memory_allocated() / 2**20, 'cuda_max_allocated'
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    mb = rss / 2**20 if sys.platform == 'darwin' else rss / 2**10
-    return mb, 'cpu_max_rss'
-
-
-def time_inference(model: nn.Module, loader: Iterable, device: str,
-                   num_images: int, warmup: int,
-                   channels_last: bool) -> Tuple[float, Optional[tuple]]:
-    """Seconds spent in :func:`inference_step` on ``num_images`` images
-    after ``warmup`` ones, and the padded input shape of the first."""
+def time_inference(models: Dict[str, nn.Module],
+                   loader: Iterable,
+                   device: str,
+                   num_images: int,
+                   warmup: int,
+                   channels_last: bool,
+                   amp: bool = False
+                   ) -> Tuple[Dict[str, float], Optional[tuple]]:
+    """Seconds each model spends in :func:`inference_step` on
+    ``num_images`` images after ``warmup`` ones, and the padded input shape
+    of the first. Several models get each image in turn, in alternating
+    order. ``amp``: under float16 autocast (CUDA)."""
+    autocast = torch.autocast('cuda', dtype=torch.float16, enabled=amp)
     batches = _endless(loader)
-    total = 0.0
+    totals = {name: 0.0 for name in models}
+    names = list(models)
     shape = None
     bar = None
     with torch.no_grad():
@@ -265,18 +223,21 @@ def time_inference(model: nn.Module, loader: Iterable, device: str,
             data = next(batches)
             if i == warmup:
                 bar = ProgressBar(num_images)
-            _sync(device)
-            start = time.perf_counter()
-            results = inference_step(model, data, channels_last)
-            _sync(device)
-            elapsed = time.perf_counter() - start
-            if shape is None:
-                shape = results[0].metainfo.get('batch_input_shape')
+            order = names[i % len(names):] + names[:i % len(names)]
+            for name in order:
+                sync(device)
+                start = time.perf_counter()
+                with autocast:
+                    results = inference_step(models[name], data, channels_last)
+                sync(device)
+                if bar is not None:
+                    totals[name] += time.perf_counter() - start
+                if shape is None:
+                    shape = results[0].metainfo.get('batch_input_shape')
             if bar is not None:
-                total += elapsed
                 bar.update()
     print()  # end the progress bar's line
-    return total, shape
+    return totals, shape
 
 
 def work_dir_of(args: argparse.Namespace, cfg: Config) -> str:
@@ -286,19 +247,6 @@ def work_dir_of(args: argparse.Namespace, cfg: Config) -> str:
     if cfg.get('work_dir') is not None:
         return cfg.work_dir
     return osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
-
-def choose_device(requested: Optional[str]) -> str:
-    """``requested``, or cuda when available, else cpu.
-
-    Raises:
-        UserError: cuda asked for but not available.
-    """
-    available = torch.cuda.is_available()
-    if requested == 'cuda' and not available:
-        raise UserError('--device cuda: no CUDA device is available to torch'
-                        ' here; use --device cpu')
-    return requested or ('cuda' if available else 'cpu')
 
 
 def main() -> None:
@@ -312,25 +260,48 @@ def main() -> None:
             args.checkpoint, 'checkpoint',
             'pass the .pth that tools/train.py wrote, or none to time '
             'random weights')
-    device = choose_device(args.device)
+    device = device_of(args)
     check_data(cfg, ['test_dataloader'])
     if cfg.get('env_cfg', {}).get('cudnn_benchmark'):
         torch.backends.cudnn.benchmark = True
 
-    model = build_detector(cfg, args.checkpoint)
-    model, (fused, unfused) = prepare(model, device, args.fuse_conv_bn,
-                                      args.channels_last)
+    fuse = args.fuse_conv_bn or args.deploy
+    channels_last = args.channels_last or args.deploy
+    models = {'ours': build_detector(cfg, args.checkpoint)}
+    if args.against_backbone:
+        other = deepcopy(cfg)
+        other.model.backbone = counterpart(cfg.model.backbone,
+                                           args.against_backbone)
+        models[args.against_backbone] = build_detector(other, None)
     loader = build_test_loader(cfg)
-    seconds, shape = time_inference(model, loader, device, args.num_images,
-                                    args.warmup, args.channels_last)
+    first = next(_endless(loader))
+    for name, model in models.items():
+        if name != 'ours' or args.checkpoint is None:
+            inputs = model.data_preprocessor(first, False)['inputs']
+            calibrate_batch_norms(model, partial(model.extract_feat, inputs))
+    reports = [
+        prepare(model, device, fuse, channels_last, args.compile)[1]
+        for model in models.values()
+    ]
+    report = reports[0]  # ours
+    seconds, shape = time_inference(models, loader, device, args.num_images,
+                                    args.warmup, channels_last, args.amp)
     memory, memory_kind = peak_memory(device)
     # One value, rounded once: what is printed is what is stored.
     memory = round(memory, 1)
 
-    ms_per_image = 1000 * seconds / args.num_images
+    ms_per_image = 1000 * seconds['ours'] / args.num_images
     shape_note = f'test pipeline {resize_note(cfg)}'
     if shape is not None:
         shape_note += f'; first input padded to {shape[0]}x{shape[1]}'
+    against = None
+    if args.against_backbone:
+        theirs = seconds[args.against_backbone]
+        against = dict(
+            backbone=args.against_backbone,
+            fps=args.num_images / theirs,
+            ms_per_image=1000 * theirs / args.num_images,
+            fps_ratio=theirs / seconds['ours'])
     result = dict(
         config=args.config,
         checkpoint=args.checkpoint,
@@ -338,19 +309,24 @@ def main() -> None:
         batch_size=1,
         num_images=args.num_images,
         warmup=args.warmup,
-        fps=args.num_images / seconds,
+        fps=args.num_images / seconds['ours'],
         ms_per_image=ms_per_image,
         peak_memory_mb=memory,
         memory_kind=memory_kind,
-        fuse_conv_bn=args.fuse_conv_bn,
-        channels_last=args.channels_last,
+        fuse_conv_bn=fuse,
+        channels_last=channels_last,
+        compile=args.compile,
+        amp=args.amp,
+        against=against,
         shape_note=shape_note)
     path = osp.join(work_dir_of(args, cfg), 'benchmark.json')
     write_json(path, result)
 
     options = [
-        name for name, on in (('fused conv-bn', args.fuse_conv_bn),
-                              ('channels-last', args.channels_last)) if on
+        name for name, on in (('fused conv-bn', fuse), ('channels-last',
+                                                        channels_last),
+                              ('compiled', args.compile), ('float16 autocast',
+                                                           args.amp)) if on
     ]
     where = device if device == 'cuda' else \
         f'cpu, {torch.get_num_threads()} threads'
@@ -358,11 +334,17 @@ def main() -> None:
           f'ms/image over {args.num_images} images after {args.warmup} '
           f'warm-up ({where}, batch 1{", " if options else ""}'
           f'{", ".join(options)}); peak memory {memory:.1f} MB '
-          f'({memory_kind}); {shape_note}; ' +
+          f'({memory_kind}{", both detectors" if against else ""}); '
+          f'{shape_note}; ' +
           ('random weights, no checkpoint' if args.checkpoint is
            None else f'weights {args.checkpoint}'))
-    if args.fuse_conv_bn:
-        print(f'fused {fused} BatchNorm layers into convs ({unfused} left)')
+    if report.summary():
+        print(report.summary())
+    if against:
+        print(f'against the same detector with {args.against_backbone} '
+              f'(random weights), interleaved: {against["fps"]:.2f} fps, '
+              f'{against["ms_per_image"]:.1f} ms/image; fps ratio ours / '
+              f'{args.against_backbone}: {against["fps_ratio"]:.2f}')
     print(f'written to {path}')
 
 

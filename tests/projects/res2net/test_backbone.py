@@ -100,7 +100,10 @@ def test_stage_block_does_not_accumulate_but_normal_block_does():
             expected.append(block.relu(block.bns[i](block.convs[i](sp))))
         expected.append(x[:, 48:])
     assert not block.is_stage_block
-    assert torch.allclose(out, torch.cat(expected, 1))
+    # In eval mode the block folds each BN into its conv for the call:
+    # float rounding only.
+    torch.testing.assert_close(
+        out, torch.cat(expected, 1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('kwargs, names', [
@@ -347,3 +350,39 @@ def test_state_dict_and_outputs_match_mmdet_res2net_101(randomise):
         ours.layer3[7].convs[1].weight.grad,
         theirs.layer3[7].convs[1].weight.grad,
         atol=1e-5)
+
+
+# --- the speed paths compute what the reference block computes ----------
+
+
+@pytest.mark.parametrize('path',
+                         ['cpu_channels_last', 'nchw', 'channels_last_input'])
+def test_every_speed_path_gives_mmdet_res2net_outputs(path, randomise):
+    """In eval mode, with and without gradients: CPU inference in
+    channels-last (the default), plain NCHW, and a channels-last input
+    (the deploy form) give mmdet's Res2Net outputs, in the input's
+    layout."""
+    theirs = randomise(
+        MODELS.build(dict(type='Res2Net', depth=50, scales=4, base_width=26)))
+    ours = build(depth=50, cpu_channels_last=path == 'cpu_channels_last')
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours.eval(), theirs.eval()
+    x = torch.rand(2, 3, 64, 96)
+    want = theirs(x)
+    if path == 'channels_last_input':
+        x = x.contiguous(memory_format=torch.channels_last)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            got = ours(x)
+        for a, b in zip(got, want):
+            assert a.is_contiguous(memory_format=torch.channels_last) \
+                if path == 'channels_last_input' else a.is_contiguous()
+            assert (a - b).abs().max() <= 1e-5
+
+
+def test_cpu_channels_last_is_off_where_mmcv_ops_read_nchw():
+    dcn = dict(type='DCN', deform_groups=1, fallback_on_stride=False)
+    assert build(depth=50).cpu_channels_last
+    assert not build(depth=50, dcn=dcn).cpu_channels_last
+    with pytest.raises(ValueError, match='cpu_channels_last'):
+        build(depth=50, dcn=dcn, cpu_channels_last=True)

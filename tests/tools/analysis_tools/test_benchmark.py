@@ -16,7 +16,7 @@ DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 KEYS = {
     'config', 'checkpoint', 'device', 'batch_size', 'num_images', 'warmup',
     'fps', 'ms_per_image', 'peak_memory_mb', 'memory_kind', 'fuse_conv_bn',
-    'channels_last', 'shape_note'
+    'channels_last', 'compile', 'amp', 'against', 'shape_note'
 }
 SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
                      r'after (\d+) warm-up')
@@ -27,13 +27,13 @@ FAST = {'model.test_cfg.rpn.max_per_img': 100}
 def _conditioned(model: nn.Module) -> nn.Module:
     """Weights whose detections are distinct, and BNs that fusing changes.
 
-    mmdet's initialisation, then random BN statistics and affine terms (at
-    their defaults fusing would change almost nothing), and class logits
+    On mmdet's initialisation (``build_detector`` gives a model without a
+    checkpoint that), random BN statistics and affine terms (at their
+    defaults fusing would change almost nothing), and class logits
     scaled up so that the scores spread over (0, 1) instead of all staying
     under the score threshold (or, with ``randomise``, all saturating at
     1.0, where NMS breaks ties arbitrarily).
     """
-    model.init_weights()
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in model.modules():
@@ -81,6 +81,7 @@ def test_random_weights(run_tool, tiny_demo_data, quick, tmp_path):
     assert data['config'] == DEMO_CONFIG
     assert data['checkpoint'] is None
     assert not data['fuse_conv_bn'] and not data['channels_last']
+    assert not data['compile'] and data['against'] is None
     assert 'random weights, no checkpoint' in result.stdout
     assert f'written to {tmp_path / "benchmark.json"}' in result.stdout
 
@@ -119,9 +120,9 @@ def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data,
     batches = list(tool.build_test_loader(cfg))
 
     def detect(fuse: bool, channels_last: bool) -> list:
-        model, (fused, left) = tool.prepare(
+        model, report = tool.prepare(
             copy.deepcopy(base), 'cpu', fuse, channels_last)
-        assert left == 0 if fuse else fused == 0
+        assert report.left == 0 if fuse else report.folded == 0
         with torch.no_grad():
             return [
                 tool.inference_step(model, data, channels_last)[0]
@@ -141,6 +142,25 @@ def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data,
                 res.bboxes, ref.bboxes, rtol=0, atol=1e-2)
 
 
+def test_deploy_against_resnet(call_tool, tiny_demo_data, quick, tmp_path):
+    """--deploy is --fuse-conv-bn --channels-last; --against-backbone times
+    the same detector with mmdet's ResNet in the same form, interleaved."""
+    result = call_tool(TOOL, DEMO_CONFIG, '--deploy', '--against-backbone',
+                       'resnet', '--work-dir', tmp_path, '--num-images', 2,
+                       '--warmup', 1, *quick(tiny_demo_data, **FAST))
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert data['fuse_conv_bn'] and data['channels_last']
+    against = data['against']
+    assert against['backbone'] == 'resnet'
+    assert against['fps_ratio'] == pytest.approx(data['fps'] / against['fps'])
+    assert against['fps'] == pytest.approx(1000 / against['ms_per_image'])
+    assert f'fps ratio ours / resnet: {against["fps_ratio"]:.2f}' \
+        in result.stdout
+    assert '(cpu_max_rss, both detectors)' in result.stdout
+    assert 'fused conv-bn, channels-last' in result.stdout
+
+
 @pytest.mark.parametrize('args, message', [
     (['configs/no_such_config.py'], 'error: config file not found: '
      'configs/no_such_config.py'),
@@ -149,6 +169,7 @@ def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data,
       ], "error: test_dataloader (data_root='/no/such/dir/'): annotation file "
      'not found'),
     ([DEMO_CONFIG, '--num-images', 0], 'error: --num-images must be'),
+    ([DEMO_CONFIG, '--amp', '--device', 'cpu'], 'error: --amp needs a GPU'),
 ])
 def test_bad_input_is_one_line(call_tool, args, message):
     result = call_tool(TOOL, *args)
