@@ -74,11 +74,11 @@ def conv_norm(conv: nn.Module,
     sizes; not the last stage's convs on a small map). The module's
     parameters and buffers are not changed, and gradients reach the conv
     and the BN's affine terms as without folding (``norm_eval``
-    training). Any other
-    pair (training-mode BN, GN, a deformable conv, a BN already folded
-    into an ``nn.Identity``) runs as two modules, and so does every pair
-    under a ``torch.jit`` trace, so that a FLOP count (mmengine's
-    ``FlopAnalyzer`` traces) or an export sees each module as it is.
+    training). Any other pair (training-mode BN, GN, a deformable conv, a
+    BN already folded into an ``nn.Identity``) runs as two modules, and so
+    does every pair under a ``torch.jit`` trace, so that a FLOP count
+    (mmengine's ``FlopAnalyzer`` traces) or an export sees each module as
+    it is.
     """
     if (type(conv) is nn.Conv2d and isinstance(norm, _BatchNorm)
             and not torch.jit.is_tracing() and not norm.training

@@ -116,6 +116,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def rotated(names: Sequence[str], round_: int) -> List[str]:
+    """``names`` in the order of interleaved round ``round_``: each round
+    starts one further on, so that no candidate always runs first (after
+    the others' memory traffic)."""
+    shift = round_ % len(names)
+    return list(names[shift:]) + list(names[:shift])
+
+
+def describe_device(device: str) -> str:
+    """The device as the speed tools' reports name it: the CPU with its
+    thread count, or the GPU's name."""
+    if device == 'cuda':
+        return torch.cuda.get_device_name()
+    return f'{device}, {torch.get_num_threads()} threads'
+
+
 def interleaved_seconds(runs: Mapping[str, Callable[[], object]],
                         device: str,
                         repeats: int,
@@ -124,9 +140,8 @@ def interleaved_seconds(runs: Mapping[str, Callable[[], object]],
                         ) -> Dict[str, List[float]]:
     """Time each of ``runs`` ``repeats`` times, one call of each in turn.
 
-    The order rotates from one round to the next, so that no candidate
-    always runs first (after the others' memory traffic) and a machine
-    that gets faster or slower during the run affects all alike.
+    The order rotates from one round to the next (:func:`rotated`), and a
+    machine that gets faster or slower during the run affects all alike.
 
     Returns:
         The seconds of each call, by name.
@@ -137,8 +152,7 @@ def interleaved_seconds(runs: Mapping[str, Callable[[], object]],
             runs[name]()
     times: Dict[str, List[float]] = {name: [] for name in names}
     for repeat in range(repeats):
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in rotated(names, repeat):
             sync(device)
             start = time.perf_counter()
             runs[name]()

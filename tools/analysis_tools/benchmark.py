@@ -66,7 +66,7 @@ from projects.res2net.deploy import DeployReport, deploy
 from projects.res2net.errors import UserError
 from projects.res2net.speed import (COUNTERPARTS, add_device_arguments,
                                     calibrate_batch_norms, counterpart,
-                                    device_of, peak_memory, sync)
+                                    device_of, peak_memory, rotated, sync)
 
 
 def parse_args() -> argparse.Namespace:
@@ -223,8 +223,7 @@ def time_inference(models: Dict[str, nn.Module],
             data = next(batches)
             if i == warmup:
                 bar = ProgressBar(num_images)
-            order = names[i % len(names):] + names[:i % len(names)]
-            for name in order:
+            for name in rotated(names, i):
                 sync(device)
                 start = time.perf_counter()
                 with autocast:
@@ -279,11 +278,10 @@ def main() -> None:
         if name != 'ours' or args.checkpoint is None:
             inputs = model.data_preprocessor(first, False)['inputs']
             calibrate_batch_norms(model, partial(model.extract_feat, inputs))
-    reports = [
-        prepare(model, device, fuse, channels_last, args.compile)[1]
-        for model in models.values()
-    ]
-    report = reports[0]  # ours
+    reports = {
+        name: prepare(model, device, fuse, channels_last, args.compile)[1]
+        for name, model in models.items()
+    }
     seconds, shape = time_inference(models, loader, device, args.num_images,
                                     args.warmup, channels_last, args.amp)
     memory, memory_kind = peak_memory(device)
@@ -322,12 +320,9 @@ def main() -> None:
     path = osp.join(work_dir_of(args, cfg), 'benchmark.json')
     write_json(path, result)
 
-    options = [
-        name for name, on in (('fused conv-bn', fuse), ('channels-last',
-                                                        channels_last),
-                              ('compiled', args.compile), ('float16 autocast',
-                                                           args.amp)) if on
-    ]
+    forms = (('fused conv-bn', fuse), ('channels-last', channels_last),
+             ('compiled', args.compile), ('float16 autocast', args.amp))
+    options = [name for name, on in forms if on]
     where = device if device == 'cuda' else \
         f'cpu, {torch.get_num_threads()} threads'
     print(f'{args.config}: {result["fps"]:.2f} fps, {ms_per_image:.1f} '
@@ -338,8 +333,8 @@ def main() -> None:
           f'{shape_note}; ' +
           ('random weights, no checkpoint' if args.checkpoint is
            None else f'weights {args.checkpoint}'))
-    if report.summary():
-        print(report.summary())
+    if reports['ours'].summary():
+        print(reports['ours'].summary())
     if against:
         print(f'against the same detector with {args.against_backbone} '
               f'(random weights), interleaved: {against["fps"]:.2f} fps, '

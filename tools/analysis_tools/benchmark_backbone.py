@@ -57,7 +57,8 @@ from projects.res2net.errors import UserError
 from projects.res2net.speed import (add_device_arguments, add_timing_arguments,
                                     calibrate_batch_norms,
                                     check_timing_arguments, counterpart,
-                                    interleaved_seconds, medians)
+                                    describe_device, interleaved_seconds,
+                                    medians)
 
 RESNET, MMDET_R2, OURS, OURS_NCHW = ('resnet', 'mmdet-res2net', 'ours',
                                      'ours-nchw')
@@ -305,11 +306,11 @@ def profile_rows(rows: List[Row], device: str,
             row.run()
         kinds: Dict[str, float] = {}
         for event in prof.key_averages(group_by_input_shape=True):
-            seconds = (event.self_device_time_total if device == 'cuda' else
-                       event.self_cpu_time_total) / 1e3
-            if seconds > 0:
+            ms = (event.self_device_time_total if device == 'cuda' else
+                  event.self_cpu_time_total) / 1e3  # from microseconds
+            if ms > 0:
                 kind = _op_kind(event.key, event.input_shapes)
-                kinds[kind] = kinds.get(kind, 0.0) + seconds
+                kinds[kind] = kinds.get(kind, 0.0) + ms
         label = LABELS[row.backbone].format(depth=depth)
         found[f'{label} {row.mode}'] = kinds
     return found
@@ -387,8 +388,7 @@ def main() -> None:
     peak = peak_flops / seconds[PEAK, ''] / 1e9
     text, results = table(rows, seconds, peak, args.train, args.depth)
 
-    where = f'{device}, {torch.get_num_threads()} threads' \
-        if device == 'cpu' else torch.cuda.get_device_name()
+    where = describe_device(device)
     what = 'forward + backward, train mode' if args.train else \
         'forward, eval mode'
     print(f'{what}; input {args.batch}x3x{height}x{width}; {where}'

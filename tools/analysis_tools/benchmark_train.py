@@ -16,11 +16,13 @@ losses, backward and the optimizer step, on one synthetic batch
 in a rotating order (``projects/res2net/speed.py``).
 ``--with-cp`` adds ours with activation checkpointing.
 
-Peak memory: on the CPU the peak resident set size is the process's, so
-each model runs alone in a fresh process for it (``--warmup`` + 2 steps),
-the peak counted from the model's first step (weights, optimizer state,
-activations, and the libraries' resident memory, the same for all); on
-CUDA ``torch.cuda.max_memory_allocated`` of a step, in this process.
+Peak memory: each model runs alone in a fresh process for it
+(``--warmup`` + 2 steps), since in this one the other models' weights and
+optimizer states are resident too (and on the CPU the peak resident set
+size is the whole process's); the peak is counted from the model's first
+step: weights, optimizer state, activations and, on the CPU, the
+libraries' resident memory, the same for all (``cpu_max_rss``); on CUDA
+``torch.cuda.max_memory_allocated`` (``cuda_max_allocated``).
 Only ratios from one run mean anything: CPU timings move by ±15% between
 runs.
 
@@ -47,8 +49,8 @@ from projects.res2net.speed import (COUNTERPARTS, add_device_arguments,
                                     add_timing_arguments,
                                     calibrate_batch_norms,
                                     check_timing_arguments, counterpart,
-                                    interleaved_seconds, medians, peak_memory,
-                                    reset_peak_memory, sync)
+                                    describe_device, interleaved_seconds,
+                                    medians, peak_memory, reset_peak_memory)
 
 OURS, OURS_CP = 'ours', 'ours with_cp'
 
@@ -81,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--no-memory',
         action='store_true',
-        help='skip the peak-memory runs (one process per model on the CPU)')
+        help='skip the peak-memory runs (one process per model)')
     parser.add_argument('--out', help='also write the results to this JSON')
     parser.add_argument(
         '--cfg-options',
@@ -151,7 +153,7 @@ def memory_in_child(args: argparse.Namespace, name: str) -> Tuple[float, str]:
         raise RuntimeError(f'the memory run of {name} failed:\n'
                            f'{result.stderr[-2000:]}')
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    return found['peak_memory_mb'], found['memory_kind']
+    return round(found['peak_memory_mb'], 1), found['memory_kind']
 
 
 def main() -> None:
@@ -186,16 +188,11 @@ def main() -> None:
             on_step=bar.update))
     print()  # end the progress bar's line
 
-    memory: Dict[str, Tuple[float, str]] = {}
-    if not args.no_memory:
-        for name in runs:
-            if device == 'cuda':
-                reset_peak_memory(device)
-                runs[name]()
-                sync(device)
-                memory[name] = peak_memory(device)
-            else:
-                memory[name] = memory_in_child(args, name)
+    # Rounded once: what is printed is what is stored.
+    memory = {} if args.no_memory else {
+        name: memory_in_child(args, name)
+        for name in runs
+    }
 
     results: List[dict] = []
     lines = [
@@ -203,20 +200,19 @@ def main() -> None:
         '| vs ours |', '|---|---|---|---|---|'
     ]
     for name in runs:
-        mb = round(memory[name][0], 1) if name in memory else None
+        mb = memory[name][0] if memory else None
         result = dict(
             backbone=name,
             median_ms=1000 * seconds[name],
             vs_ours=seconds[name] / seconds[OURS],
             peak_memory_mb=mb,
-            memory_vs_ours=mb / round(memory[OURS][0], 1) if mb else None)
+            memory_vs_ours=mb / memory[OURS][0] if mb else None)
         results.append(result)
         memory_cells = (f'{mb:.1f} | {result["memory_vs_ours"]:.2f}'
                         if mb else '– | –')
         lines.append(f'| {name} | {result["median_ms"]:.1f} | '
                      f'{result["vs_ours"]:.2f} | {memory_cells} |')
-    where = f'{device}, {torch.get_num_threads()} threads' \
-        if device == 'cpu' else torch.cuda.get_device_name()
+    where = describe_device(device)
     kind = memory[OURS][1] if memory else 'not measured'
     print(f'{args.config}: train_step (preprocess, forward, backward, '
           f'optimizer step), {args.batch} images of {args.size[0]}x'

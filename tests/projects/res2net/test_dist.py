@@ -154,6 +154,15 @@ def _os_threads() -> int:
     return len(os.listdir('/proc/self/task'))
 
 
+def _join_a_gloo_group(tmp_path) -> None:
+    """This process as the one rank of a gloo group, as a tool's would."""
+    torch_dist.init_process_group(
+        'gloo',
+        init_method=f'file://{tmp_path}/rendezvous',
+        rank=0,
+        world_size=1)
+
+
 @pytest.mark.skipif(
     not os.path.isdir('/proc/self/task'), reason='counts threads in /proc')
 def test_a_tool_frees_its_process_group(tmp_path):
@@ -163,11 +172,7 @@ def test_a_tool_frees_its_process_group(tmp_path):
     mmengine's metrics): a gloo thread left to free that broadcast's
     tensors while the interpreter exits aborts the process."""
     threads = _os_threads()
-    torch_dist.init_process_group(
-        'gloo',
-        init_method=f'file://{tmp_path}/rendezvous',
-        rank=0,
-        world_size=1)
+    _join_a_gloo_group(tmp_path)
 
     def main():
         model = DistributedDataParallel(nn.Linear(2, 2))
@@ -183,11 +188,7 @@ def test_a_tool_frees_its_process_group(tmp_path):
 
 def test_a_tool_leaves_its_process_group_after_an_error(tmp_path):
     """A run that stops on a user error leaves the group too."""
-    torch_dist.init_process_group(
-        'gloo',
-        init_method=f'file://{tmp_path}/rendezvous',
-        rank=0,
-        world_size=1)
+    _join_a_gloo_group(tmp_path)
 
     def main():
         raise UserError('stop here')
