@@ -18,8 +18,12 @@ from mmengine.dist import is_main_process
 
 from projects.res2net.cli import (ap_table, build_runner, check_data,
                                   config_from_args, make_parser, parse_cli,
-                                  require_file, run_tool, write_json)
+                                  run_tool, write_json)
+from projects.res2net.dataset_check import check_config, skipped_lines
 from projects.res2net.errors import UserError
+from projects.res2net.preflight import (build_model, check_types,
+                                        check_weights, config_errors,
+                                        removed_on_early_failure)
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,14 +81,21 @@ def enable_tta(cfg: ConfigDict) -> None:
 def main() -> None:
     args = parse_args()
     cfg = config_from_args(args)
-    if '://' not in args.checkpoint:
-        require_file(
-            args.checkpoint, 'checkpoint',
-            'pass the .pth that tools/train.py wrote (see '
-            'last_checkpoint in its work dir)')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise UserError(f'--out {args.out}: predictions are dumped as a '
                         'pickle; use a .pkl file name')
+    check_data(cfg, ['test_dataloader'])
+    datasets = check_config(cfg, ['test_dataloader'])
+    # mmengine would load a checkpoint that does not fit non-strictly and
+    # test the layers it left random: check it first, before anything is
+    # written.
+    check_types(cfg)
+    check_weights(
+        build_model(cfg),
+        args.checkpoint,
+        what='checkpoint',
+        fix='pass the .pth that tools/train.py wrote for this config (see '
+        'last_checkpoint in its work dir)')
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -93,13 +104,15 @@ def main() -> None:
     if args.deploy:
         cfg.custom_hooks = list(cfg.get('custom_hooks')
                                 or []) + [dict(type='DeployHook')]
-    check_data(cfg, ['test_dataloader'])
 
-    runner = build_runner(cfg)
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
-    metrics = runner.test()
+    with removed_on_early_failure(cfg.work_dir), config_errors(cfg):
+        runner = build_runner(cfg)
+        for line in skipped_lines(datasets):
+            runner.logger.warning(line)
+        if args.out is not None:
+            runner.test_evaluator.metrics.append(
+                DumpDetResults(out_file_path=args.out))
+        metrics = runner.test()
 
     if is_main_process():
         path = osp.join(cfg.work_dir, 'metrics.json')

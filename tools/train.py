@@ -11,11 +11,16 @@ import os.path as osp
 
 from mmengine.device import get_device
 from mmengine.dist import is_main_process
+from mmengine.runner import find_latest_checkpoint
 
 from projects.res2net.cli import (build_runner, check_data, config_from_args,
                                   make_parser, parse_cli, require_file,
                                   run_tool)
+from projects.res2net.dataset_check import check_config, skipped_lines
 from projects.res2net.errors import UserError
+from projects.res2net.preflight import (build_model, check_load_from,
+                                        check_types, config_errors,
+                                        read_resume, removed_on_early_failure)
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,6 +43,12 @@ def parse_args() -> argparse.Namespace:
         const='auto',
         help='resume from this checkpoint; without a path, from the latest '
         'checkpoint in the work dir')
+    parser.add_argument(
+        '--partial-load',
+        action='store_true',
+        help='load only the weights of load_from that fit the model (by name '
+        'and shape) and say how many did not; without it a checkpoint that '
+        'does not fit stops the run')
     return parse_cli(parser)
 
 
@@ -59,20 +70,48 @@ def main() -> None:
                 'base_batch_size=16) for the batch the lr was tuned for')
         cfg.auto_scale_lr.enable = True
 
+    if args.partial_load and (args.resume or not cfg.get('load_from')):
+        raise UserError('--partial-load goes with load_from (in the config or '
+                        '--cfg-options load_from=PATH), not with --resume, '
+                        'which loads its own checkpoint whole')
+    # Everything that can be checked before the Runner writes anything.
+    loaders = ['train_dataloader', 'val_dataloader']
+    check_data(cfg, loaders)
+    datasets = check_config(cfg, loaders)  # the quick part: no decoding
+    check_types(cfg)
+    model = build_model(cfg)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
-    elif args.resume is not None:
-        require_file(
-            args.resume, 'checkpoint to resume from',
-            'pass an existing .pth, or --resume alone for the latest one in '
-            f'{cfg.work_dir}')
-        cfg.resume = True
-        cfg.load_from = args.resume
+        resume_from = find_latest_checkpoint(cfg.work_dir) \
+            if osp.isdir(cfg.work_dir) else None
+    else:
+        resume_from = args.resume
+        if resume_from is not None:
+            require_file(
+                resume_from, 'checkpoint to resume from',
+                'pass an existing .pth, or --resume alone for the latest one '
+                f'in {cfg.work_dir}')
+            cfg.resume = True
+            cfg.load_from = resume_from
+    if resume_from is not None:
+        seed = read_resume(model, resume_from)
+        # The samplers are built before mmengine reads the checkpoint: give
+        # them the seed the run started with, so the data order goes on.
+        if cfg.get('randomness', {}).get('seed') is None and seed is not None:
+            cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)
+    elif cfg.get('load_from'):
+        loading = check_load_from(
+            model, cfg.load_from, partial=args.partial_load)
+    del model
 
-    check_data(cfg, ['train_dataloader', 'val_dataloader'])
-
-    build_runner(cfg).train()
+    with removed_on_early_failure(cfg.work_dir), config_errors(cfg):
+        runner = build_runner(cfg)
+        for line in skipped_lines(datasets):
+            runner.logger.warning(line)
+        if resume_from is None and cfg.get('load_from'):
+            runner.logger.info(loading)
+        runner.train()
     if is_main_process():
         print(f'checkpoints and logs: {osp.abspath(cfg.work_dir)}')
 

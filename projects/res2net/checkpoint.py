@@ -26,7 +26,7 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader, get_external_models
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, CheckpointMismatch
 
 # The statistics methods that mmengine's HistoryBuffer registers by default
 # and pickles along with every buffer.
@@ -182,9 +182,9 @@ def check_fits(module: nn.Module,
                                                            'unexpected keys'),
                                (reshaped, 'shape mismatches')) if keys
         ]
-        raise CheckpointError(f'{source} does not fit '
-                              f'{type(module).__name__}: '
-                              f'{"; ".join(problems)}; {fix}')
+        raise CheckpointMismatch(f'{source} does not fit '
+                                 f'{type(module).__name__}: '
+                                 f'{"; ".join(problems)}; {fix}')
 
 
 def load_pretrained(module: nn.Module,

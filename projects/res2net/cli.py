@@ -32,6 +32,7 @@ from torch import nn
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
 from .errors import CheckpointError, UserError
+from .preflight import trust_checkpoints
 
 # The repository: configs/ and tools/ lie here.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,17 +72,8 @@ def tool_parser(description: str, example: str) -> argparse.ArgumentParser:
         description=description, **example_epilog(example))
 
 
-def make_parser(description: str, example: str,
-                work_dir_help: str) -> argparse.ArgumentParser:
-    """A parser with the arguments both tools take, as mmdet names them.
-
-    ``CONFIG``, ``--work-dir``, ``--cfg-options``, ``--launcher`` and
-    ``--local-rank``, plus ``--dist-backend``; each tool adds its own after
-    ``CONFIG``.
-    """
-    parser = tool_parser(description, example)
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('--work-dir', help=work_dir_help)
+def add_cfg_options(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, as :func:`load_config` applies them."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -89,6 +81,20 @@ def make_parser(description: str, example: str,
         help='override config settings, key=value, e.g. data_root=data/demo/'
         ' (moves every dataset path under the old root) or '
         'model.backbone.init_cfg.checkpoint=/path/to/weights.pth')
+
+
+def make_parser(description: str, example: str,
+                work_dir_help: str) -> argparse.ArgumentParser:
+    """A parser with the arguments both tools take, as mmdet names them.
+
+    ``CONFIG``, ``--work-dir``, ``--cfg-options``, ``--launcher`` and
+    ``--local-rank``, plus ``--dist-backend`` and ``--trust-checkpoint``;
+    each tool adds its own after ``CONFIG``.
+    """
+    parser = tool_parser(description, example)
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help=work_dir_help)
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=LAUNCHERS,
@@ -100,6 +106,11 @@ def make_parser(description: str, example: str,
         default='auto',
         help='process-group backend of a distributed run; auto: the '
         "config's env_cfg.dist_cfg.backend (nccl) on GPUs, gloo without")
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load checkpoints with torch\'s full unpickler: only for a '
+        'legacy file you trust, since its pickle can run code')
     # torch.distributed.launch passes --local-rank (torch >= 2.0).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser
@@ -268,11 +279,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """The config a tool runs: the file, ``--cfg-options``, the launcher.
 
     The work dir follows mmdet's rule: ``--work-dir``, else the config's,
-    else ``./work_dirs/<config name>``. A distributed run gets its backend
+    else ``./work_dirs/<config name>``. ``--trust-checkpoint`` lets torch
+    load checkpoints in full from here on. A distributed run gets its backend
     and DDP wrapper (:func:`~projects.res2net.dist.configure_distributed`).
     """
     # Fewer repeated compilations when the model is torch.compile'd.
     setup_cache_size_limit_of_dynamo()
+    if args.trust_checkpoint:
+        trust_checkpoints()
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     configure_distributed(cfg, args.dist_backend)
@@ -284,13 +298,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _datasets(cfg: Mapping) -> Iterable[Mapping]:
+def leaf_datasets(cfg: Mapping) -> Iterable[Mapping]:
     """Yield the leaf dataset configs under a (wrapped) dataset config."""
     if 'dataset' in cfg:
-        yield from _datasets(cfg['dataset'])
+        yield from leaf_datasets(cfg['dataset'])
     elif 'datasets' in cfg:
         for sub in cfg['datasets']:
-            yield from _datasets(sub)
+            yield from leaf_datasets(sub)
     else:
         yield cfg
 
@@ -310,7 +324,7 @@ def check_data(cfg: Config, loaders: Iterable[str]) -> None:
     for loader in loaders:
         if not cfg.get(loader):
             continue
-        for dataset in _datasets(cfg[loader]['dataset']):
+        for dataset in leaf_datasets(cfg[loader]['dataset']):
             root = dataset.get('data_root') or ''
             where = f'{loader} (data_root={root!r})'
             ann_file = dataset.get('ann_file')

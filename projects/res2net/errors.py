@@ -21,3 +21,7 @@ class ConfigValueError(UserError, ValueError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreachable or does not fit the model."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint whose keys or shapes are not the model's."""

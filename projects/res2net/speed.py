@@ -124,12 +124,27 @@ def rotated(names: Sequence[str], round_: int) -> List[str]:
     return list(names[shift:]) + list(names[:shift])
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``cpu``."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'cpu'
+
+
 def describe_device(device: str) -> str:
-    """The device as the speed tools' reports name it: the CPU with its
-    thread count, or the GPU's name."""
+    """The device as the speed tools' reports and the zoo tables name it:
+    the CPU's model with the thread count, or the GPU's name."""
     if device == 'cuda':
         return torch.cuda.get_device_name()
-    return f'{device}, {torch.get_num_threads()} threads'
+    model = _cpu_model()
+    if 'cpu' not in model.lower():
+        model += ' CPU'
+    return f'{model}, {torch.get_num_threads()} threads'
 
 
 def interleaved_seconds(runs: Mapping[str, Callable[[], object]],

@@ -8,11 +8,12 @@ results. :func:`read_run` builds a row from a work dir, from what the tools
 wrote there and nothing else: a number that is not there stays ``None`` and
 the reason is recorded, so a table never shows a made-up value.
 """
+import dataclasses
 import glob
 import json
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 from mmengine.config import Config
@@ -46,6 +47,11 @@ class Row:
     weights: Optional[str]
     log: Optional[str] = None
     ms_per_image: Optional[float] = None
+    # Where and how the fps were measured (benchmark.json of benchmark.py).
+    hardware: Optional[str] = None
+    input_shape: Optional[Tuple[int, int]] = None  # padded (height, width)
+    # How the model ran, where not eager fp32: 'fp16', 'fused BN', ...
+    speed_options: Tuple[str, ...] = ()
     dataset: str = 'COCO'
     # Why a number is missing, by column: shown on stderr, never invented.
     missing: Dict[str, str] = field(default_factory=dict, compare=False)
@@ -186,18 +192,7 @@ def read_run(work_dir: str) -> Row:
                 f'{run}: the training log has no memory (mmengine logs GPU '
                 'memory only; this run trained on the CPU)')
 
-    fps = ms_per_image = None
-    bench_path = osp.join(work_dir, 'benchmark.json')
-    if osp.isfile(bench_path):
-        with open(bench_path, encoding='utf-8') as f:
-            bench = json.load(f)
-        fps, ms_per_image = bench['fps'], bench['ms_per_image']
-    else:
-        missing['Inf time (fps)'] = (
-            f'no benchmark.json in {work_dir}; run '
-            'tools/analysis_tools/benchmark.py CONFIG CHECKPOINT '
-            f'--work-dir {work_dir}')
-
+    speed = read_speed(work_dir, missing)
     metric = cfg.get('test_evaluator', {}).get('metric', 'bbox')
     tasks = [metric] if isinstance(metric, str) else list(metric)
     aps: Dict[str, Optional[float]] = {'bbox': None, 'segm': None}
@@ -233,8 +228,7 @@ def read_run(work_dir: str) -> Row:
         style=cfg.model.backbone.get('style', 'pytorch'),
         **_schedule(cfg.train_cfg),
         memory_gb=memory,
-        fps=fps,
-        ms_per_image=ms_per_image,
+        **speed,
         box_ap=aps['bbox'],
         mask_ap=aps['segm'],
         config=config,
@@ -242,6 +236,63 @@ def read_run(work_dir: str) -> Row:
         log=osp.join(run, f'{stamp}.log') if trained else None,
         dataset=_dataset(cfg),
         missing=missing)
+
+
+def read_speed(work_dir: str, missing: Dict[str, str]) -> Dict[str, Any]:
+    """The speed fields of a :class:`Row` from ``WORK_DIR/benchmark.json``.
+
+    Without the file they are ``None`` and ``missing`` says why.
+    """
+    path = osp.join(work_dir, 'benchmark.json')
+    if not osp.isfile(path):
+        missing['Inf time (fps)'] = (
+            f'no benchmark.json in {work_dir}; run '
+            'tools/analysis_tools/benchmark.py CONFIG CHECKPOINT '
+            f'--work-dir {work_dir}')
+        return dict(fps=None, ms_per_image=None)
+    with open(path, encoding='utf-8') as f:
+        bench = json.load(f)
+    try:
+        shape = bench.get('input_shape')
+        return dict(
+            fps=float(bench['fps']),
+            ms_per_image=float(bench['ms_per_image']),
+            hardware=bench.get('hardware'),
+            input_shape=tuple(shape) if shape else None,
+            speed_options=tuple(label for key, label in _SPEED_OPTIONS
+                                if bench.get(key)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f'{path} is not a benchmark.json of '
+                        f'tools/analysis_tools/benchmark.py ({e!r}); run '
+                        'it again with --work-dir ' + work_dir) from e
+
+
+# benchmark.json's switches and how the table labels them.
+_SPEED_OPTIONS = (('amp', 'fp16'), ('fuse_conv_bn', 'fused BN'),
+                  ('channels_last', 'channels-last'), ('compile', 'compiled'))
+
+
+def reference_rows(speed_dir: Optional[str] = None) -> List[Row]:
+    """:data:`REFERENCE`, with fps measured by ``benchmark.py`` if given.
+
+    Args:
+        speed_dir: a dir holding ``<config name>/benchmark.json`` per
+            reference config (``benchmark.py CONFIG --work-dir
+            SPEED_DIR/<config name>``). The zoo publishes no speed for
+            these models, so without it the column stays "–".
+    """
+    if speed_dir is None:
+        return list(REFERENCE)
+    if not osp.isdir(speed_dir):
+        raise UserError(f'speed dir not found: {speed_dir}; pass the dir '
+                        'whose <config name>/benchmark.json benchmark.py '
+                        'wrote')
+    rows = []
+    for row in REFERENCE:
+        missing: Dict[str, str] = {}
+        speed = read_speed(osp.join(speed_dir, row.name), missing)
+        rows.append(dataclasses.replace(row, missing=missing, **speed))
+    return rows
 
 
 def _link(text: str, target: Optional[str]) -> str:
@@ -266,6 +317,9 @@ def _cells(row: Row, reference: Optional[Row]) -> List[str]:
     for attr, decimals in _NUMBERS.values():
         value = getattr(row, attr)
         cell = _format(value, decimals)
+        if attr == 'fps' and value is not None and row.hardware:
+            # Speeds are only comparable on one device: each names its own.
+            cell += f' ({", ".join((row.hardware, *row.speed_options))})'
         if reference is not None:
             ref = getattr(reference, attr)
             if ref is None:
@@ -311,9 +365,18 @@ def _model_entry(row: Row, collection: str) -> Dict[str, Any]:
     if row.iterations is not None:
         metadata['Iterations'] = row.iterations
     if row.ms_per_image is not None:
-        metadata['inference time (ms/im)'] = [
-            dict(value=round(row.ms_per_image, 2), batch_size=1)
-        ]
+        # The fields of mmdet's own metafiles.
+        timing: Dict[str, Any] = dict(
+            value=round(row.ms_per_image, 2), batch_size=1)
+        if row.hardware:
+            timing.update(
+                hardware=row.hardware,
+                backend='PyTorch',
+                mode='FP16' if 'fp16' in row.speed_options else 'FP32')
+        if row.input_shape:
+            height, width = row.input_shape
+            timing['resolution'] = f'({width},{height})'
+        metadata['inference time (ms/im)'] = [timing]
     results = []
     for task, metric, value in (('Object Detection', 'box AP', row.box_ap),
                                 ('Instance Segmentation', 'mask AP',

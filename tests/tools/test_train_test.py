@@ -2,6 +2,10 @@
 """tools/train.py and tools/test.py as a user runs them."""
 import json
 import re
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -149,6 +153,284 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
     # Weights-only loading stays on for anything that is not allow-listed.
     checkpoint = torch.load(tmp_path / 'iter_4.pth', weights_only=True)
     assert checkpoint['meta']['iter'] == 4
+
+
+# --- exact resume, clean stops --------------------------------------------
+
+
+def _losses(work_dir: Path) -> dict:
+    """The logged losses of every run in a work dir, by iteration."""
+    losses = {}
+    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            if 'loss' in entry:
+                losses[entry['iter']] = {
+                    k: v
+                    for k, v in entry.items() if k.startswith('loss')
+                }
+    return losses
+
+
+def _weights(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, weights_only=True)['state_dict']
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    first, second = _weights(a), _weights(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_a_killed_run_resumes_exactly(call_tool, repo, tiny_demo_data,
+                                      tmp_path, quick):
+    """SIGKILL between checkpoints, --resume: the weights and the logged
+    losses after the resume point are those of the run never stopped; so
+    with --resume PATH into another work dir."""
+    options = quick(
+        tiny_demo_data,
+        **{
+            'train_cfg.max_iters': 5,
+            'default_hooks.checkpoint.interval': 2,
+            'default_hooks.logger.interval': 1,
+            # Augmentation in a loader worker, replayed on resume.
+            'train_dataloader.num_workers': 1,
+        })
+    straight = call_tool('train.py', DEMO, '--work-dir', tmp_path / 'straight',
+                         *options)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed = tmp_path / 'killed'
+    process = subprocess.Popen([
+        sys.executable, 'tools/train.py', DEMO, '--work-dir', killed, *options
+    ],
+                               cwd=repo,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / 'last_checkpoint').exists():
+            assert process.poll() is None, 'the run ended before a checkpoint'
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        process.kill()  # SIGKILL: no handler runs
+        process.wait()
+    assert not (killed / 'iter_4.pth').exists()  # killed between the two
+
+    resumed = call_tool('train.py', DEMO, '--work-dir', killed, '--resume',
+                        *options)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert 'this resume is not exact' not in log
+    _same_weights(straight_ckpt := tmp_path / 'straight' / 'iter_5.pth',
+                  killed / 'iter_5.pth')
+    after = {i: v for i, v in _losses(tmp_path / 'straight').items() if i > 2}
+    assert len(after) == 3
+    assert {i: v for i, v in _losses(killed).items() if i > 2} == after
+
+    again = tmp_path / 'again'
+    result = call_tool('train.py', DEMO, '--work-dir', again, '--resume',
+                       killed / 'iter_2.pth', *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _same_weights(straight_ckpt, again / 'iter_5.pth')
+    assert _losses(again) == after
+
+
+def test_an_inexact_resume_says_why(call_tool, tiny_demo_data, tmp_path,
+                                    quick):
+    # The quick options augment in the main process (num_workers=0).
+    options = quick(
+        tiny_demo_data, **{
+            'train_cfg.max_iters': 1,
+            'default_hooks.checkpoint.interval': 1
+        })
+    assert call_tool('train.py', DEMO, '--work-dir', tmp_path,
+                     *options).returncode == 0
+    result = call_tool('train.py', DEMO, '--work-dir', tmp_path, '--resume',
+                       *quick(tiny_demo_data, **{'train_cfg.max_iters': 2}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ('this resume is not exact: re-reading the skipped batches in the '
+            'main process') in result.stdout + result.stderr
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_checkpoint(
+        call_tool, tiny_demo_data, tmp_path, quick, user_error):
+    options = {'default_hooks.checkpoint.interval': 1}
+    good = call_tool(
+        'train.py', DEMO, '--work-dir', tmp_path,
+        *quick(tiny_demo_data, **options, **{'train_cfg.max_iters': 1}))
+    assert good.returncode == 0, good.stderr[-3000:]
+    before = (tmp_path / 'iter_1.pth').read_bytes()
+
+    # A loss weight of NaN makes the RPN's box loss NaN at the next step.
+    result = call_tool(
+        'train.py', DEMO, '--work-dir', tmp_path, '--resume',
+        *quick(
+            tiny_demo_data, **options, **{
+                'train_cfg.max_iters': 3,
+                'model.rpn_head.loss_bbox.loss_weight': 'nan'
+            }))
+    user_error(result, 'training diverged at iteration 2', 'loss_rpn_bbox=nan',
+               'lower the learning rate',
+               f'then resume from {tmp_path / "iter_1.pth"}')
+    assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_1.pth']
+    assert (tmp_path / 'iter_1.pth').read_bytes() == before
+    assert (tmp_path / 'last_checkpoint').read_text().endswith('iter_1.pth')
+
+
+def _listing(path: Path) -> list:
+    return sorted(str(p.relative_to(path)) for p in path.rglob('*'))
+
+
+def test_a_misspelled_argument_names_the_likely_one(call_tool, tiny_demo_data,
+                                                    tmp_path, quick,
+                                                    user_error):
+    result = call_tool('train.py', DEMO, '--work-dir', tmp_path / 'wd',
+                       *quick(tiny_demo_data, **{'model.backbone.depht': 50}))
+    user_error(
+        result, 'model.backbone.depht: Res2NetBackbone takes no '
+        'argument depht (did you mean depth?)')
+    assert not (tmp_path / 'wd').exists()
+
+
+def test_checkpoints_that_do_not_fit_stop_before_anything_is_written(
+        call_tool, tiny_demo_data, tmp_path, quick, user_error):
+    work_dir = tmp_path / 'wd'
+    work_dir.mkdir()
+    (work_dir / 'keep.txt').write_text('a file of an earlier run')
+    other = tmp_path / 'other.pth'
+    torch.save(
+        dict(
+            meta=dict(iter=3),
+            state_dict={
+                'backbone.stem.0.weight': torch.zeros(2, 3, 3, 3),
+                'head.fc.weight': torch.zeros(1)
+            }), other)
+    not_a_checkpoint = tmp_path / 'notes.pth'
+    not_a_checkpoint.write_text('not a checkpoint')
+
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir,
+                       *quick(tiny_demo_data, load_from=other))
+    line = user_error(
+        result, f'load_from checkpoint {other} does not fit',
+        'unexpected keys (head.fc.weight)',
+        '1 shape mismatches (backbone.stem.0.weight (2, 3, 3, 3) vs',
+        '--partial-load')
+    assert re.search(r'\d+ missing keys \(', line), line
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir, '--resume',
+                       other, *quick(tiny_demo_data))
+    user_error(result, f'checkpoint to resume from {other} does not fit')
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir, '--resume',
+                       not_a_checkpoint, *quick(tiny_demo_data))
+    user_error(result, f'{not_a_checkpoint} is not a checkpoint')
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir, '--resume',
+                       '--partial-load', *quick(tiny_demo_data))
+    user_error(result, '--partial-load goes with load_from')
+    assert _listing(work_dir) == ['keep.txt']
+
+
+def test_bad_data_stops_before_anything_is_written(call_tool, tiny_demo_data,
+                                                   tmp_path, quick,
+                                                   user_error):
+    data = shutil.copytree(tiny_demo_data, tmp_path / 'data')
+    ann_file = data / 'annotations' / 'instances_train2017.json'
+    good = ann_file.read_text()
+    work_dir = tmp_path / 'wd'
+    ann_file.write_text(good[:100])
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir, *quick(data))
+    user_error(result, f'annotation file {ann_file} is not valid JSON')
+    assert not work_dir.exists()
+
+    ann_file.write_text(good)
+    (data / 'train2017' / '000000000002.png').unlink()
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir, *quick(data))
+    user_error(result, '1 x image file missing (ids 2)',
+               'tools/misc/check_dataset.py')
+    assert not work_dir.exists()
+
+
+def test_a_misspelled_type_is_named_before_anything_is_written(
+        call_tool, tiny_demo_data, tmp_path, quick, user_error):
+    # mmengine builds the optimizer only once training starts, and this
+    # one would end in "TypeError: None is not a callable object" there.
+    result = call_tool(
+        'train.py', DEMO, '--work-dir', tmp_path / 'wd',
+        *quick(tiny_demo_data, **{'optim_wrapper.optimizer.type': 'SDG'}))
+    user_error(
+        result, 'optim_wrapper.optimizer: unknown optimizer type SDG '
+        '(did you mean SGD?)')
+    assert not (tmp_path / 'wd').exists()
+
+
+def test_a_misspelled_argument_met_inside_the_runner(call_tool, tiny_demo_data,
+                                                     tmp_path, quick,
+                                                     user_error):
+    # mmengine builds the loop only once training starts: the line names
+    # the key, and what the Runner had created is removed again.
+    work_dir = tmp_path / 'wd'
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir,
+                       *quick(tiny_demo_data, **{'train_cfg.max_iter': 3}))
+    user_error(
+        result, 'train_cfg.max_iter: IterBasedTrainLoop takes no '
+        'argument max_iter (did you mean max_iters?)')
+    assert not work_dir.exists()
+
+
+def test_a_failure_inside_the_runner_leaves_the_work_dir_as_it_was(
+        call_tool, tiny_demo_data, tmp_path, quick):
+    """What no check foresees fails inside mmengine's Runner, after it made
+    a log folder and a config dump in the work dir: those go again (the
+    traceback stays: it is not a mistake the tools know)."""
+    work_dir = tmp_path / 'wd'
+    work_dir.mkdir()
+    (work_dir / 'notes.txt').write_text('kept')
+    result = call_tool(
+        'train.py', DEMO, '--work-dir', work_dir,
+        *quick(tiny_demo_data, **{'train_dataloader.batch_size': 0}))
+    assert result.returncode == 1
+    assert 'batch_size should be a positive integer' in result.stderr
+    assert _listing(work_dir) == ['notes.txt']
+
+
+def test_skipped_annotations_are_counted_in_the_log(call_tool, tiny_demo_data,
+                                                    tmp_path, quick):
+    data = shutil.copytree(tiny_demo_data, tmp_path / 'data')
+    ann_file = data / 'annotations' / 'instances_train2017.json'
+    annotations = json.loads(ann_file.read_text())
+    annotations['annotations'][0]['bbox'][2] = -3  # a negative width
+    ann_file.write_text(json.dumps(annotations))
+    result = call_tool('train.py', DEMO, '--work-dir', tmp_path / 'wd',
+                       *quick(data, **{'train_cfg.max_iters': 1}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = annotations['annotations'][0]['id']
+    assert (f'1 x box of zero or negative size (mmdet skips it) (ids '
+            f'{first})') in result.stdout + result.stderr
+
+
+def test_partial_load_on_purpose(call_tool, tiny_demo_data, tmp_path, quick,
+                                 load_tool):
+    # The demo detector's weights with its classifier for another class
+    # count: all but the box head's last layers fit.
+    from projects.res2net.cli import build_detector, load_config
+    cfg = load_config(DEMO)
+    cfg.model.roi_head.bbox_head.num_classes = 5
+    state = build_detector(cfg).state_dict()
+    checkpoint = tmp_path / 'five_classes.pth'
+    torch.save(dict(state_dict=state, meta={}), checkpoint)
+    result = call_tool(
+        'train.py', DEMO, '--work-dir', tmp_path / 'wd', '--partial-load',
+        *quick(
+            tiny_demo_data, load_from=checkpoint, **{'train_cfg.max_iters':
+                                                     1}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(
+        r'load_from checkpoint .* does not fit \w+: 4 shape mismatches '
+        r'\(roi_head.bbox_head.fc_cls.weight .*\); loading only the weights '
+        r'that fit \(--partial-load\); the others keep their initialisation',
+        result.stdout + result.stderr)
 
 
 # --- learning, and the AP that test.py reports ---------------------------

@@ -54,19 +54,20 @@ from functools import partial
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import nn
 
-from projects.res2net.cli import (build_detector, check_data, load_config,
-                                  require_file, run_tool, tool_parser,
-                                  write_json)
+from projects.res2net.cli import (add_cfg_options, build_detector, check_data,
+                                  load_config, require_file, run_tool,
+                                  tool_parser, write_json)
 from projects.res2net.deploy import DeployReport, deploy
 from projects.res2net.errors import UserError
 from projects.res2net.speed import (COUNTERPARTS, add_device_arguments,
                                     calibrate_batch_norms, counterpart,
-                                    device_of, peak_memory, rotated, sync)
+                                    describe_device, device_of, peak_memory,
+                                    rotated, sync)
 
 
 def parse_args() -> argparse.Namespace:
@@ -119,12 +120,7 @@ def parse_args() -> argparse.Namespace:
         'mmdet\'s Res2Net (mmdet-res2net) as its backbone, interleaved, and '
         'print the fps ratio')
     add_device_arguments(parser, amp_help='float16 autocast (CUDA only)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value, e.g. data_root=data/demo/'
-        ' (moves every dataset path under the old root)')
+    add_cfg_options(parser)
     return parser.parse_args()
 
 
@@ -304,7 +300,9 @@ def main() -> None:
         config=args.config,
         checkpoint=args.checkpoint,
         device=device,
+        hardware=describe_device(device),
         batch_size=1,
+        input_shape=list(shape) if shape is not None else None,
         num_images=args.num_images,
         warmup=args.warmup,
         fps=args.num_images / seconds['ours'],
@@ -323,11 +321,9 @@ def main() -> None:
     forms = (('fused conv-bn', fuse), ('channels-last', channels_last),
              ('compiled', args.compile), ('float16 autocast', args.amp))
     options = [name for name, on in forms if on]
-    where = device if device == 'cuda' else \
-        f'cpu, {torch.get_num_threads()} threads'
     print(f'{args.config}: {result["fps"]:.2f} fps, {ms_per_image:.1f} '
           f'ms/image over {args.num_images} images after {args.warmup} '
-          f'warm-up ({where}, batch 1{", " if options else ""}'
+          f'warm-up ({result["hardware"]}, batch 1{", " if options else ""}'
           f'{", ".join(options)}); peak memory {memory:.1f} MB '
           f'({memory_kind}{", both detectors" if against else ""}); '
           f'{shape_note}; ' +

@@ -10,14 +10,20 @@ stderr says why; nothing is estimated.
 Example:
     python tools/analysis_tools/benchmark_table.py work_dirs/faster \\
         work_dirs/htc --compare --metafile metafile.yml
-    python tools/analysis_tools/benchmark_table.py --reference
+    python tools/analysis_tools/benchmark_table.py --reference \\
+        --speed-from docs/zoo_speed
+
+The model zoo publishes no inference speed for the reference models:
+``--speed-from DIR`` fills their fps from ``DIR/<config name>/benchmark.json``
+as ``benchmark.py CONFIG --work-dir DIR/<config name>`` wrote it, each
+labelled with the device it was measured on.
 """
 import argparse
 import sys
 
 from projects.res2net.cli import run_tool, tool_parser
 from projects.res2net.errors import UserError
-from projects.res2net.zoo import (REFERENCE, format_table, read_run,
+from projects.res2net.zoo import (format_table, read_run, reference_rows,
                                   update_metafile)
 
 
@@ -39,6 +45,12 @@ def parse_args() -> argparse.Namespace:
         help='the MMDetection model zoo\'s published Res2Net results instead '
         'of work dirs')
     parser.add_argument(
+        '--speed-from',
+        metavar='DIR',
+        help='with --reference: fill the fps from DIR/<config name>/'
+        'benchmark.json of tools/analysis_tools/benchmark.py, e.g. '
+        'docs/zoo_speed')
+    parser.add_argument(
         '--compare',
         action='store_true',
         help='follow each number with the reference value of the same config '
@@ -50,13 +62,16 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if bool(args.work_dirs) == args.reference:
         parser.error('give WORK_DIRs or --reference')
+    if args.speed_from and not args.reference:
+        parser.error('--speed-from goes with --reference (a work dir\'s own '
+                     'benchmark.json gives its fps)')
     return args
 
 
 def main() -> None:
     args = parse_args()
     if args.reference:
-        rows = list(REFERENCE)
+        rows = reference_rows(args.speed_from)
     else:
         rows = [read_run(work_dir) for work_dir in args.work_dirs]
         names = [row.name for row in rows]

@@ -39,12 +39,12 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 from mmdet.testing import demo_mm_inputs
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.utils import ProgressBar
 
-from projects.res2net.cli import (build_detector, load_config, run_tool,
-                                  tool_parser, write_json)
+from projects.res2net.cli import (add_cfg_options, build_detector, load_config,
+                                  run_tool, tool_parser, write_json)
 from projects.res2net.speed import (COUNTERPARTS, add_device_arguments,
                                     add_timing_arguments,
                                     calibrate_batch_norms,
@@ -85,11 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='skip the peak-memory runs (one process per model)')
     parser.add_argument('--out', help='also write the results to this JSON')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value')
+    add_cfg_options(parser)
     # Internal: measure one model's peak memory in this (fresh) process.
     parser.add_argument('--memory-of', help=argparse.SUPPRESS)
     return parser.parse_args(argv)

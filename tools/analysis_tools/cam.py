@@ -34,13 +34,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from mmdet.registry import DATASETS
 from mmdet.utils import get_test_pipeline_cfg
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from projects.res2net.cli import (build_detector, load_config, require_file,
-                                  run_tool, tool_parser, write_atomically)
+from projects.res2net.cli import (add_cfg_options, build_detector, load_config,
+                                  require_file, run_tool, tool_parser,
+                                  write_atomically)
 from projects.res2net.errors import UserError
 
 METHODS = ('gradcam', 'hirescam')
@@ -143,11 +144,7 @@ def parse_args() -> argparse.Namespace:
         metavar='FILE.npz',
         help='also save the maps (at image size, in [0, 1]) and the '
         'explained detections as a numpy .npz')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value')
+    add_cfg_options(parser)
     return parser.parse_args()
 
 

@@ -49,11 +49,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.analysis import FlopAnalyzer, parameter_count
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from torch import Tensor, nn
 
-from projects.res2net.cli import (build_detector, load_config, run_tool,
-                                  tool_parser, write_json)
+from projects.res2net.cli import (add_cfg_options, build_detector, load_config,
+                                  run_tool, tool_parser, write_json)
 from projects.res2net.errors import UserError
 
 CONVENTION = ('FLOPs as mmengine counts them: one multiply-add is one FLOP '
@@ -77,12 +77,7 @@ def parse_args() -> argparse.Namespace:
         '(default: 800 1280, a 1280x800 image as in the model zoo)')
     parser.add_argument(
         '--out', help='also write the numbers to this JSON file')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value, e.g. '
-        'model.backbone.depth=50')
+    add_cfg_options(parser)
     return parser.parse_args()
 
 

@@ -10,13 +10,15 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from projects.res2net.cli import load_config
+from projects.res2net.speed import describe_device
 
 TOOL = 'analysis_tools/benchmark.py'
 DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 KEYS = {
-    'config', 'checkpoint', 'device', 'batch_size', 'num_images', 'warmup',
-    'fps', 'ms_per_image', 'peak_memory_mb', 'memory_kind', 'fuse_conv_bn',
-    'channels_last', 'compile', 'amp', 'against', 'shape_note'
+    'config', 'checkpoint', 'device', 'hardware', 'batch_size', 'input_shape',
+    'num_images', 'warmup', 'fps', 'ms_per_image', 'peak_memory_mb',
+    'memory_kind', 'fuse_conv_bn', 'channels_last', 'compile', 'amp',
+    'against', 'shape_note'
 }
 SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
                      r'after (\d+) warm-up')
@@ -50,7 +52,11 @@ def _conditioned(model: nn.Module) -> nn.Module:
 def _check_json(data: dict, stdout: str, num_images: int, warmup: int):
     assert set(data) == KEYS
     assert data['device'] == 'cpu'
+    # The zoo table labels the fps with it: the CPU and its thread count.
+    assert data['hardware'] == describe_device('cpu')
+    assert data['hardware'].endswith(f', {torch.get_num_threads()} threads')
     assert data['batch_size'] == 1
+    assert data['input_shape'] == [128, 128]
     assert (data['num_images'], data['warmup']) == (num_images, warmup)
     assert data['fps'] > 0 and data['ms_per_image'] > 0
     assert data['fps'] == pytest.approx(1000 / data['ms_per_image'])
@@ -62,6 +68,7 @@ def _check_json(data: dict, stdout: str, num_images: int, warmup: int):
         'first input padded to 128x128')
 
     # One summary line with the JSON's numbers, after a progress bar.
+    assert f'warm-up ({data["hardware"]}, batch 1' in stdout
     fps, ms, images, warm = SUMMARY.search(stdout).groups()
     assert float(fps) == pytest.approx(data['fps'], abs=0.006)
     assert float(ms) == pytest.approx(data['ms_per_image'], abs=0.06)

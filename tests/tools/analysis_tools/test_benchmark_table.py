@@ -36,6 +36,8 @@ def facts(work_dir) -> dict:
         test=test,
         fps=bench['fps'],
         ms=bench['ms_per_image'],
+        hardware=bench['hardware'],
+        input_shape=bench['input_shape'],
         log=train_log / f'{train_log.name}.log',
         memory=[
             json.loads(line).get('memory')
@@ -70,8 +72,10 @@ def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path):
         else:
             assert memory == '–'
             assert 'mmengine logs GPU memory only' in result.stderr
-        # One decimal as in the zoo, two below 10 fps (CPU speeds).
-        assert fps == f'{got["fps"]:.{1 if got["fps"] >= 10 else 2}f}'
+        # One decimal as in the zoo, two below 10 fps (CPU speeds), and
+        # the device it was measured on.
+        assert fps == (f'{got["fps"]:.{1 if got["fps"] >= 10 else 2}f} '
+                       f'({got["hardware"]})')
         assert box == f'{100 * metrics["coco/bbox_mAP"]:.1f}'
         if config == MASK:
             assert mask == f'{100 * metrics["coco/segm_mAP"]:.1f}'
@@ -94,8 +98,16 @@ def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path):
         assert results['Object Detection'] == {'box AP': float(box)}
         if config == MASK:
             assert results['Instance Segmentation'] == {'mask AP': float(mask)}
-        assert entry['Metadata']['inference time (ms/im)'][0]['value'] == \
-            pytest.approx(got['ms'], abs=0.01)
+        timing, = entry['Metadata']['inference time (ms/im)']
+        assert timing['value'] == pytest.approx(got['ms'], abs=0.01)
+        assert timing == dict(
+            value=timing['value'],
+            batch_size=1,
+            hardware=got['hardware'],
+            backend='PyTorch',
+            mode='FP32',
+            # The padded input as mmdet's metafiles write it: (w,h).
+            resolution='({1},{0})'.format(*got['input_shape']))
 
 
 def test_compare_adds_reference_and_difference(call_tool, runs):
@@ -125,14 +137,57 @@ def test_missing_pieces_show_a_dash_and_say_why(call_tool, runs, tmp_path):
 
 def test_readme_and_metafile_hold_the_generated_reference(
         call_tool, repo, tmp_path):
-    result = call_tool(TABLE, '--reference', '--metafile',
-                       tmp_path / 'metafile.yml')
+    speed_dir = repo / 'docs' / 'zoo_speed'
+    result = call_tool(TABLE, '--reference', '--speed-from', speed_dir,
+                       '--metafile', tmp_path / 'metafile.yml')
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in (repo / 'README.md').read_text()
     assert (tmp_path / 'metafile.yml').read_text() == \
         (repo / 'metafile.yml').read_text()
-    assert [row[5] for row in table_rows(result.stdout)] == \
+    rows = table_rows(result.stdout)
+    assert [row[5] for row in rows] == \
         ['43.0', '43.6', '45.7', '46.4', '47.5']
+    # Every reference config's fps was measured by benchmark.py; each cell
+    # is that benchmark.json's, labelled with its device.
+    for row in rows:
+        name = row[7][1:].split(']')[0]
+        bench = json.loads((speed_dir / name / 'benchmark.json').read_text())
+        assert bench['config'] == f'configs/{name}.py'
+        assert row[4] == f'{bench["fps"]:.2f} ({bench["hardware"]})'
+
+
+def test_speed_from_fills_the_reference_fps(call_tool, runs, tmp_path):
+    speed_dir = tmp_path / 'speed'
+    (speed_dir / 'mask_rcnn_r2_101_fpn_2x').mkdir(parents=True)
+    bench = json.loads((runs[MASK] / 'benchmark.json').read_text())
+    # As benchmark.py --deploy writes it: the form shows in the label.
+    bench.update(fuse_conv_bn=True, channels_last=True)
+    (speed_dir / 'mask_rcnn_r2_101_fpn_2x' /
+     'benchmark.json').write_text(json.dumps(bench))
+    result = call_tool(TABLE, '--reference', '--speed-from', speed_dir,
+                       '--metafile', tmp_path / 'metafile.yml')
+    assert result.returncode == 0, result.stderr
+    fps = {row[7]: row[4] for row in table_rows(result.stdout)}
+    assert fps.pop(f'[mask_rcnn_r2_101_fpn_2x]({MASK})') == \
+        f'{bench["fps"]:.2f} ({bench["hardware"]}, fused BN, channels-last)'
+    assert set(fps.values()) == {'–'}  # the others were not measured
+    assert result.stderr.count('Inf time (fps) –: no benchmark.json') == 4
+    models = {
+        m['Name']: m
+        for m in yaml.safe_load((tmp_path /
+                                 'metafile.yml').read_text())['Models']
+    }
+    timing, = models['mask_rcnn_r2_101_fpn_2x']['Metadata'][
+        'inference time (ms/im)']
+    assert (timing['hardware'], timing['mode']) == (bench['hardware'], 'FP32')
+    assert 'inference time (ms/im)' not in models['htc_r2_101_fpn_20e'][
+        'Metadata']
+
+    result = call_tool(TABLE, runs[MASK], '--speed-from', speed_dir)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith('--speed-from goes with --reference '
+                                          "(a work dir's own benchmark.json "
+                                          'gives its fps)')
 
 
 def test_bad_input_is_one_line(call_tool, tmp_path):

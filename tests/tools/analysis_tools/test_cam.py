@@ -67,8 +67,13 @@ def test_cam_grid(run_tool, trained_demo, tmp_path):
             heat = saved[f'{method}/{stage}']
             assert heat.shape == (128, 128)
             assert heat.min() >= 0 and heat.max() <= 1
-        # Grad-CAM may find no positive evidence in a shallow stage.
-        assert saved[f'{method}/layer4'].std() > 0.01
+        # Each method lights some stage. Grad-CAM may find no positive
+        # evidence in a stage, the last one included (its map is the ReLU of
+        # a sum that can be negative everywhere): whether it does depends on
+        # the training run's random path.
+        assert max(saved[f'{method}/{stage}'].std() for stage in STAGES) > 0.05
+    # HiResCAM, faithful to the gradient at each position, lights the last.
+    assert saved['hirescam/layer4'].std() > 0.01
 
 
 def test_maps_on_the_objects(cam, detector, trained_demo):

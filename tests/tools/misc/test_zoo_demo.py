@@ -76,7 +76,9 @@ def test_readme_shows_the_demo_table_of_the_five_configs(repo):
         assert config == f'[{reference.name}]({reference.config})'
         assert (backbone, style, schedule, memory) == ('R2-101', 'pytorch',
                                                        '1e', '–')
-        assert float(fps) > 0 and 0 <= float(box) <= 100
+        # Labelled with the CPU it was measured on.
+        assert re.fullmatch(r'\d+\.\d\d \(.+ CPU, \d+ threads\)', fps), fps
+        assert float(fps.split()[0]) > 0 and 0 <= float(box) <= 100
         if reference.mask_ap is None:
             assert mask == '–'
         else:

@@ -1,0 +1,107 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""projects/res2net/preflight.py: what train.py checks before the Runner."""
+import argparse
+import os
+
+import pytest
+import torch
+
+from projects.res2net.cli import load_config
+from projects.res2net.errors import CheckpointError, UserError
+from projects.res2net.preflight import (TRUST_VARIABLE, build_model,
+                                        read_checkpoint,
+                                        removed_on_early_failure)
+
+DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
+
+
+def test_an_unknown_argument_anywhere_names_its_path_and_the_likely_one(repo):
+    cfg = load_config(str(repo / DEMO))
+    cfg.model.rpn_head.anchor_generatr = cfg.model.rpn_head.pop(
+        'anchor_generator')
+    with pytest.raises(UserError) as err:
+        build_model(cfg)
+    assert ('model.rpn_head.anchor_generatr: RPNHead takes no argument '
+            'anchor_generatr (did you mean anchor_generator?); fix the '
+            'config or its --cfg-options') in str(err.value)
+
+
+def test_a_bad_value_keeps_our_message(repo):
+    cfg = load_config(str(repo / DEMO))
+    cfg.model.backbone.scales = 1
+    with pytest.raises(UserError, match=r'model: scales=1 is not supported'):
+        build_model(cfg)
+
+
+class _RunsCode:
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker, ))
+
+
+def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path):
+    marker = tmp_path / 'ran'
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict={}, meta=_RunsCode(str(marker))), path)
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(str(path), 'checkpoint', 'fix')
+    assert str(err.value) == (
+        f'checkpoint {path} is refused: its pickle needs posix.mkdir, outside'
+        ' the checkpoint allow-list; if you trust the file (it can run code '
+        'when loaded), pass --trust-checkpoint')
+    assert not marker.exists()
+
+
+def test_a_trusted_legacy_file_loads_on_opt_in(tmp_path, monkeypatch):
+    path = tmp_path / 'legacy.pth'
+    torch.save(
+        dict(
+            state_dict={'w': torch.ones(1)}, meta=argparse.Namespace(epoch=3)),
+        path)
+    with pytest.raises(CheckpointError, match='argparse.Namespace'):
+        read_checkpoint(str(path), 'checkpoint', 'fix')
+    monkeypatch.setenv(TRUST_VARIABLE, '1')  # what --trust-checkpoint sets
+    assert read_checkpoint(str(path), 'checkpoint', 'fix')['meta'].epoch == 3
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'notes.pth'
+    path.write_text('hello')
+    with pytest.raises(
+            CheckpointError,
+            match=r'notes.pth is not a checkpoint \(\w+: .*\); '
+            r'fix$'):
+        read_checkpoint(str(path), 'checkpoint', 'fix')
+
+
+def test_an_early_failure_leaves_the_work_dir_as_it_was(tmp_path):
+    new = tmp_path / 'new'
+    with pytest.raises(RuntimeError):
+        with removed_on_early_failure(str(new)):
+            (new / '20261123_170000' / 'vis_data').mkdir(parents=True)
+            (new / 'demo.py').write_text('config dump')
+            raise RuntimeError('the dataset did not load')
+    assert not new.exists()
+
+    old = tmp_path / 'old'
+    old.mkdir()
+    (old / 'iter_2.pth').write_text('an earlier run')
+    with pytest.raises(RuntimeError):
+        with removed_on_early_failure(str(old)):
+            (old / '20261123_170000').mkdir()
+            (old / 'demo.py').write_text('config dump')
+            raise RuntimeError('the first iteration failed')
+    assert sorted(p.name for p in old.iterdir()) == ['iter_2.pth']
+
+
+def test_a_failure_after_a_checkpoint_keeps_everything(tmp_path):
+    with pytest.raises(RuntimeError):
+        with removed_on_early_failure(str(tmp_path / 'wd')):
+            (tmp_path / 'wd' / 'log').mkdir(parents=True)
+            (tmp_path / 'wd' / 'iter_1000.pth').write_text('hours of work')
+            raise RuntimeError('diverged')
+    assert sorted(p.name for p in (tmp_path / 'wd').iterdir()) == \
+        ['iter_1000.pth', 'log']
