@@ -18,6 +18,7 @@ from projects.res2net.cli import (build_runner, check_data, config_from_args,
                                   run_tool)
 from projects.res2net.dataset_check import check_config, skipped_lines
 from projects.res2net.errors import UserError
+from projects.res2net.fileio import ATOMIC_BACKEND_ARGS
 from projects.res2net.preflight import (build_model, check_load_from,
                                         check_types, config_errors,
                                         read_resume, removed_on_early_failure)
@@ -104,6 +105,12 @@ def main() -> None:
         loading = check_load_from(
             model, cfg.load_from, partial=args.partial_load)
     del model
+
+    checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint_hook is not None and not checkpoint_hook.get(
+            'backend_args') and not checkpoint_hook.get('out_dir'):
+        # Each checkpoint whole or absent (projects/res2net/fileio.py).
+        checkpoint_hook.backend_args = dict(ATOMIC_BACKEND_ARGS)
 
     with removed_on_early_failure(cfg.work_dir), config_errors(cfg):
         runner = build_runner(cfg)

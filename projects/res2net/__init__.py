@@ -4,17 +4,19 @@
 Importing this package (configs do it through ``custom_imports``) registers
 :class:`Res2NetBackbone` in ``mmdet.registry.MODELS`` and the hooks
 (:class:`DeployHook`, :class:`ExactResumeHook`, :class:`FiniteLossHook`) in
-mmengine's ``HOOKS``, and lets torch's weights-only loader read the
+mmengine's ``HOOKS`` and :class:`AtomicLocalBackend` among mmengine's file
+backends, and lets torch's weights-only loader read the
 checkpoints that mmengine writes.
 """
 from .backbone import Bottle2neck, Res2NetBackbone
 from .checkpoint import allow_mmengine_checkpoints
 from .deploy import DeployHook
+from .fileio import AtomicLocalBackend
 from .hooks import ExactResumeHook, FiniteLossHook
 
 allow_mmengine_checkpoints()
 
 __all__ = [
     'Bottle2neck', 'Res2NetBackbone', 'DeployHook', 'ExactResumeHook',
-    'FiniteLossHook'
+    'FiniteLossHook', 'AtomicLocalBackend'
 ]

@@ -32,6 +32,7 @@ from torch import nn
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
 from .errors import CheckpointError, UserError
+from .fileio import write_atomically
 from .preflight import trust_checkpoints
 
 # The repository: configs/ and tools/ lie here.
@@ -369,26 +370,6 @@ def ap_table(metrics: Mapping[str, float]) -> str:
         cells = [f'{v:.3f}' if v >= 0 else '–' for v in values]
         lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
-
-
-def write_atomically(path: str, write: Callable[[str], Any]) -> None:
-    """Call ``write(tmp)``, then move ``tmp`` to ``path``: a reader (or a
-    crash) never sees half a file, and a failed write leaves nothing.
-
-    ``tmp`` lies next to ``path`` (so the move is atomic) and keeps its
-    extension, for writers that pick the format by it (``savefig``) or
-    append one (``np.savez``).
-    """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base, ext = osp.splitext(osp.basename(path))
-    tmp = osp.join(folder, f'.{base}.tmp{ext}')
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def write_json(path: str, data: Mapping) -> None:

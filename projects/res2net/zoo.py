@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 from mmengine.config import Config
 
-from .cli import write_atomically
 from .demo_data import MANIFEST_NAME
 from .errors import UserError
+from .fileio import write_atomically
 from .logs import read_scalars
 
 _ZOO_URL = 'https://download.openmmlab.com/mmdetection/v2.0/res2net'

@@ -218,6 +218,9 @@ def test_a_killed_run_resumes_exactly(call_tool, repo, tiny_demo_data,
         process.kill()  # SIGKILL: no handler runs
         process.wait()
     assert not (killed / 'iter_4.pth').exists()  # killed between the two
+    # Checkpoints are saved whole or not at all (projects/res2net/fileio.py).
+    assert "backend_args=dict(backend='atomic_local')" in (
+        killed / 'faster_rcnn_r2_50_fpn_demo.py').read_text()
 
     resumed = call_tool('train.py', DEMO, '--work-dir', killed, '--resume',
                         *options)
