@@ -73,9 +73,11 @@ def test_unreachable_backbone_weights_stop_training(call_tool, tiny_demo_data,
 
 def test_bad_backbone_setting_is_one_line(call_tool, tiny_demo_data, tmp_path,
                                           quick, user_error):
-    result = call_tool('train.py', DEMO, '--work-dir', tmp_path,
+    work_dir = tmp_path / 'wd'
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir,
                        *quick(tiny_demo_data, **{'model.backbone.scales': 1}))
-    user_error(result, 'scales=1', '>= 2')
+    user_error(result, 'model: scales=1', '>= 2')
+    assert not work_dir.exists()  # checked before the Runner makes it
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
