@@ -185,11 +185,16 @@ def _same_weights(a: Path, b: Path) -> None:
         assert torch.equal(first[key], second[key]), key
 
 
-def test_a_killed_run_resumes_exactly(call_tool, repo, tiny_demo_data,
-                                      tmp_path, quick):
+def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
+                                      quick):
     """SIGKILL between checkpoints, --resume: the weights and the logged
     losses after the resume point are those of the run never stopped; so
-    with --resume PATH into another work dir."""
+    with --resume PATH into another work dir.
+
+    Every run is a process of its own, as a user's are: bit-identical
+    floats need the same threads and backend settings, which tests run in
+    this process may have changed.
+    """
     options = quick(
         tiny_demo_data,
         **{
@@ -199,8 +204,8 @@ def test_a_killed_run_resumes_exactly(call_tool, repo, tiny_demo_data,
             # Augmentation in a loader worker, replayed on resume.
             'train_dataloader.num_workers': 1,
         })
-    straight = call_tool('train.py', DEMO, '--work-dir', tmp_path / 'straight',
-                         *options)
+    straight = run_tool('train.py', DEMO, '--work-dir', tmp_path / 'straight',
+                        *options)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     killed = tmp_path / 'killed'
@@ -224,8 +229,8 @@ def test_a_killed_run_resumes_exactly(call_tool, repo, tiny_demo_data,
     assert "backend_args=dict(backend='atomic_local')" in (
         killed / 'faster_rcnn_r2_50_fpn_demo.py').read_text()
 
-    resumed = call_tool('train.py', DEMO, '--work-dir', killed, '--resume',
-                        *options)
+    resumed = run_tool('train.py', DEMO, '--work-dir', killed, '--resume',
+                       *options)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
     assert 'resumed epoch: 0, iter: 2' in log
@@ -237,8 +242,8 @@ def test_a_killed_run_resumes_exactly(call_tool, repo, tiny_demo_data,
     assert {i: v for i, v in _losses(killed).items() if i > 2} == after
 
     again = tmp_path / 'again'
-    result = call_tool('train.py', DEMO, '--work-dir', again, '--resume',
-                       killed / 'iter_2.pth', *options)
+    result = run_tool('train.py', DEMO, '--work-dir', again, '--resume',
+                      killed / 'iter_2.pth', *options)
     assert result.returncode == 0, result.stderr[-3000:]
     _same_weights(straight_ckpt, again / 'iter_5.pth')
     assert _losses(again) == after
