@@ -11,7 +11,6 @@ import os.path as osp
 
 from mmengine.device import get_device
 from mmengine.dist import is_main_process
-from mmengine.runner import find_latest_checkpoint
 
 from projects.res2net.cli import (build_runner, check_data, config_from_args,
                                   make_parser, parse_cli, require_file,
@@ -21,7 +20,8 @@ from projects.res2net.errors import UserError
 from projects.res2net.fileio import ATOMIC_BACKEND_ARGS
 from projects.res2net.preflight import (build_model, check_load_from,
                                         check_types, config_errors,
-                                        read_resume, removed_on_early_failure)
+                                        latest_checkpoint, read_resume,
+                                        removed_on_early_failure)
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,10 +82,10 @@ def main() -> None:
     check_types(cfg)
     model = build_model(cfg)
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-        resume_from = find_latest_checkpoint(cfg.work_dir) \
-            if osp.isdir(cfg.work_dir) else None
+        resume_from = latest_checkpoint(cfg.work_dir)
+        cfg.resume = resume_from is not None  # none yet: start afresh
+        # Named explicitly: mmengine would read last_checkpoint itself.
+        cfg.load_from = resume_from
     else:
         resume_from = args.resume
         if resume_from is not None:

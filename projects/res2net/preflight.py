@@ -318,6 +318,29 @@ def check_load_from(model: nn.Module, path: str, *, partial: bool) -> str:
     return f'load_from {path}: every weight fits'
 
 
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` continues from: the one ``last_checkpoint``
+    names, else the newest ``iter_N.pth``/``epoch_N.pth`` of the work dir,
+    else None.
+
+    mmengine writes ``last_checkpoint`` in place after each save: a run
+    killed in that moment leaves it empty, while the checkpoint it was
+    about to name is already whole (:mod:`~projects.res2net.fileio`).
+    """
+    record = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(record):
+        with open(record, encoding='utf-8') as f:
+            named = f.read().strip()
+        if named and osp.isfile(named):
+            return named
+    found = []
+    for name in os.listdir(work_dir) if osp.isdir(work_dir) else ():
+        match = re.fullmatch(r'(iter|epoch)_(\d+)\.pth', name)
+        if match:
+            found.append((int(match.group(2)), osp.join(work_dir, name)))
+    return max(found)[1] if found else None
+
+
 def read_resume(model: nn.Module, path: str) -> Optional[int]:
     """Check a checkpoint to resume from; return the seed its run used.
 

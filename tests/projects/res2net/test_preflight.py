@@ -105,3 +105,19 @@ def test_a_failure_after_a_checkpoint_keeps_everything(tmp_path):
             raise RuntimeError('diverged')
     assert sorted(p.name for p in (tmp_path / 'wd').iterdir()) == \
         ['iter_1000.pth', 'log']
+
+
+def test_the_checkpoint_to_resume_from(tmp_path):
+    from projects.res2net.preflight import latest_checkpoint
+    assert latest_checkpoint(str(tmp_path / 'none')) is None
+    assert latest_checkpoint(str(tmp_path)) is None
+    for n in (2, 10, 4):
+        (tmp_path / f'iter_{n}.pth').write_bytes(b'x')
+    record = tmp_path / 'last_checkpoint'
+    record.write_text(str(tmp_path / 'iter_4.pth'))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    # Killed while mmengine rewrote it: empty, or naming a file now gone.
+    record.write_text('')
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    record.write_text(str(tmp_path / 'iter_12.pth'))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
