@@ -132,6 +132,12 @@ def read_state_dict(checkpoint: str,
     if not isinstance(ckpt, Mapping):
         raise CheckpointError(f'{checkpoint} holds a {type(ckpt).__name__}, '
                               f'not a state dict; {fix}')
+    return state_dict_of(ckpt)
+
+
+def state_dict_of(ckpt: Mapping) -> Mapping[str, torch.Tensor]:
+    """The weights of a checkpoint (its ``state_dict``, or the checkpoint
+    itself when it is a bare state dict), named as the model names them."""
     state = ckpt.get('state_dict', ckpt)
     # Checkpoints saved from a DataParallel/DDP wrapper carry this prefix.
     return {k.removeprefix('module.'): v for k, v in state.items()}

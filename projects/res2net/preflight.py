@@ -29,7 +29,7 @@ from mmengine.registry import Registry
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
-from .checkpoint import check_fits
+from .checkpoint import check_fits, state_dict_of
 from .errors import CheckpointError, CheckpointMismatch, UserError
 
 # torch's switch for loading a pickle in full (it runs whatever the pickle
@@ -262,11 +262,6 @@ def read_checkpoint(path: str, what: str, fix: str) -> Mapping:
     return ckpt
 
 
-def _state_dict(ckpt: Mapping) -> Mapping[str, torch.Tensor]:
-    state = ckpt.get('state_dict', ckpt)
-    return {k.removeprefix('module.'): v for k, v in state.items()}
-
-
 def check_weights(model: nn.Module, path: str, *, what: str,
                   fix: str) -> Mapping:
     """Read a checkpoint and check that its weights fit ``model`` exactly.
@@ -286,7 +281,7 @@ def check_weights(model: nn.Module, path: str, *, what: str,
                               f'{", ".join(list(ckpt)[:5])}); {fix}')
     check_fits(
         model,
-        _state_dict(ckpt),
+        state_dict_of(ckpt),
         source=f'{what} {path}',
         fix=fix,
         ignore_prefixes=())

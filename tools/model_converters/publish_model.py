@@ -44,10 +44,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def published_name(out_file: str, data: bytes) -> str:
-    """``OUT-<sha8>.pth`` for the bytes ``data``."""
+def published_name(out_file: str, digest: str) -> str:
+    """``OUT-<sha8>.pth`` for the file whose sha256 is ``digest``."""
     stem = out_file[:-len('.pth')] if out_file.endswith('.pth') else out_file
-    return f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    return f'{stem}-{digest[:8]}.pth'
 
 
 def slim(checkpoint: dict) -> dict:
@@ -76,7 +76,8 @@ def main() -> None:
     buffer = io.BytesIO()
     torch.save(published, buffer)
     data = buffer.getvalue()
-    path = published_name(args.out_file, data)
+    digest = hashlib.sha256(data).hexdigest()
+    path = published_name(args.out_file, digest)
 
     def write(tmp: str) -> None:
         with open(tmp, 'wb') as f:
@@ -95,7 +96,7 @@ def main() -> None:
         raise
     dropped = sorted(set(checkpoint) - set(published))
     print(f'published {path} ({osp.getsize(path) / 2**20:.1f} MiB, sha256 '
-          f'{hashlib.sha256(data).hexdigest()}); dropped: '
+          f'{digest}); dropped: '
           f'{", ".join(dropped) or "nothing"}; loads strictly into the '
           f'config\'s {type(model).__name__}')
 
