@@ -83,7 +83,7 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
             *args,
             env: Optional[Dict[str, str]] = None,
             timeout: float = 900) -> subprocess.CompletedProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+        env = {**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})}
         return subprocess.run(
             [sys.executable, f'tools/{tool}', *map(str, args)],
             cwd=REPO,

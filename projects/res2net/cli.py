@@ -17,7 +17,7 @@ import os
 import os.path as osp
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import torch
 from mmdet.registry import MODELS
@@ -82,6 +82,23 @@ def add_cfg_options(parser: argparse.ArgumentParser) -> None:
         help='override config settings, key=value, e.g. data_root=data/demo/'
         ' (moves every dataset path under the old root) or '
         'model.backbone.init_cfg.checkpoint=/path/to/weights.pth')
+
+
+def parse_cfg_options(options: Sequence[str]) -> Dict[str, Any]:
+    """``--cfg-options`` given as ``key=value`` strings, parsed as the tools
+    parse them (mmengine's ``DictAction``), for a tool that passes them on.
+
+    Raises:
+        UserError: An option without ``=``.
+    """
+    for option in options:
+        if '=' not in option:
+            raise UserError(f'--cfg-options {option}: not key=value; write '
+                            'e.g. train_cfg.max_epochs=12')
+    parsed = argparse.Namespace()
+    DictAction(
+        option_strings=[], dest='cfg_options')(None, parsed, list(options))
+    return parsed.cfg_options
 
 
 def make_parser(description: str, example: str,

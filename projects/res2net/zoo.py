@@ -22,6 +22,7 @@ from .demo_data import MANIFEST_NAME
 from .errors import UserError
 from .fileio import write_atomically
 from .logs import read_scalars
+from .publish import published_file
 
 _ZOO_URL = 'https://download.openmmlab.com/mmdetection/v2.0/res2net'
 PAPER = dict(
@@ -210,7 +211,8 @@ def read_run(work_dir: str) -> Row:
             aps[task] = round(100 * test['metrics'][f'coco/{task}_mAP'], 1)
 
     if test is not None:
-        weights = test['checkpoint']
+        # The published file where the tested checkpoint was published.
+        weights = published_file(test['checkpoint']) or test['checkpoint']
     else:
         last = osp.join(work_dir, 'last_checkpoint')
         weights = None
@@ -224,9 +226,7 @@ def read_run(work_dir: str) -> Row:
     stamp = osp.basename(run)
     return Row(
         name=name,
-        backbone=_backbone(cfg.model.backbone),
-        style=cfg.model.backbone.get('style', 'pytorch'),
-        **_schedule(cfg.train_cfg),
+        **_described(cfg),
         memory_gb=memory,
         **speed,
         box_ap=aps['bbox'],
@@ -234,7 +234,34 @@ def read_run(work_dir: str) -> Row:
         config=config,
         weights=weights,
         log=osp.join(run, f'{stamp}.log') if trained else None,
-        dataset=_dataset(cfg),
+        missing=missing)
+
+
+def _described(cfg: Config) -> Dict[str, Any]:
+    """The fields of a :class:`Row` that the config alone gives."""
+    return dict(
+        backbone=_backbone(cfg.model.backbone),
+        style=cfg.model.backbone.get('style', 'pytorch'),
+        **_schedule(cfg.train_cfg),
+        dataset=_dataset(cfg))
+
+
+def unfinished_row(config: str, cfg: Config, why: str) -> Row:
+    """The row of a run that did not finish: every number "–", ``why``.
+
+    Nothing of a cut-off run is shown, not even its last checkpoint: the
+    row says what was meant to be run, and stderr says why it is empty.
+    """
+    missing = {'every number': why}
+    return Row(
+        name=osp.splitext(osp.basename(config))[0],
+        **_described(cfg),
+        memory_gb=None,
+        fps=None,
+        box_ap=None,
+        mask_ap=None,
+        config=config,
+        weights=None,
         missing=missing)
 
 
@@ -293,6 +320,14 @@ def reference_rows(speed_dir: Optional[str] = None) -> List[Row]:
         speed = read_speed(osp.join(speed_dir, row.name), missing)
         rows.append(dataclasses.replace(row, missing=missing, **speed))
     return rows
+
+
+def missing_lines(rows: Sequence[Row]) -> List[str]:
+    """Why each "–" of ``rows`` is empty: a line per row and column."""
+    return [
+        f'{row.name}: {column} –: {why}' for row in rows
+        for column, why in row.missing.items()
+    ]
 
 
 def _link(text: str, target: Optional[str]) -> str:

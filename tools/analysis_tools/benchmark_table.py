@@ -23,8 +23,8 @@ import sys
 
 from projects.res2net.cli import run_tool, tool_parser
 from projects.res2net.errors import UserError
-from projects.res2net.zoo import (format_table, read_run, reference_rows,
-                                  update_metafile)
+from projects.res2net.zoo import (format_table, missing_lines, read_run,
+                                  reference_rows, update_metafile)
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,9 +80,8 @@ def main() -> None:
             raise UserError(
                 f'several work dirs test {", ".join(duplicated)}: a metafile '
                 'holds one model per config; pass one work dir per config')
-    for row in rows:
-        for column, why in row.missing.items():
-            print(f'{row.name}: {column} –: {why}', file=sys.stderr)
+    for line in missing_lines(rows):
+        print(line, file=sys.stderr)
     print(format_table(rows, compare=args.compare))
     if args.metafile:
         update_metafile(args.metafile, rows)

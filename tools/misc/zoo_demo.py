@@ -7,6 +7,9 @@ on it, each into ``WORK_DIR/<config name>``; then
 ``tools/analysis_tools/benchmark_table.py`` over all of them, which also
 writes ``WORK_DIR/metafile.yml``. The runs say nothing about COCO accuracy:
 they show the whole path from a config to a table row on any machine.
+These are the steps that ``tools/misc/zoo_slurm.py`` submits as Slurm jobs
+(:mod:`projects.res2net.zoo_runs`), and as there, running it again does only
+what is left: a finished run is kept, one that was cut off resumes.
 
 Example:
     python tools/misc/zoo_demo.py --work-dir work_dirs/zoo_demo
@@ -16,12 +19,12 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import List
 
 from projects.res2net.cli import load_config, run_tool, tool_parser
 from projects.res2net.demo_data import generate_demo_dataset
 from projects.res2net.errors import UserError
 from projects.res2net.zoo import REFERENCE, demo_run_options
+from projects.res2net.zoo_runs import progress, steps, zoo_run
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -119,24 +122,28 @@ def main() -> None:
         epochs=args.epochs,
         train_images=args.train_images,
         test_images=args.test_images)
-    steps = Steps(total=3 * len(args.configs) + 1)
-    work_dirs: List[str] = []
-    for config in args.configs:
-        name = osp.splitext(osp.basename(config))[0]
-        work_dir = osp.join(args.work_dir, name)
-        checkpoint = osp.join(work_dir, f'epoch_{args.epochs}.pth')
-        steps.run('train.py', config, '--work-dir', work_dir, '--cfg-options',
-                  *options)
-        steps.run('test.py', config, checkpoint, '--work-dir', work_dir,
-                  '--cfg-options', *options)
-        steps.run('analysis_tools/benchmark.py', config,
-                  checkpoint, '--work-dir', work_dir, '--num-images',
-                  str(args.test_images), '--warmup', str(args.warmup),
-                  '--cfg-options', *options)
-        work_dirs.append(work_dir)
-    steps.run(
+    bench = ('--num-images', str(args.test_images), '--warmup',
+             str(args.warmup))
+    runs = [
+        zoo_run(config, args.work_dir, options, bench)[0]
+        for config in args.configs
+    ]
+    left = {}
+    for run in runs:
+        done = progress(run)
+        left[run.name] = steps(run)[done.done:]
+        if done.done:
+            print(
+                f'{run.name}: {done.describe()} in {run.work_dir}; '
+                f'{len(left[run.name])} of 3 steps left',
+                flush=True)
+    runner = Steps(total=sum(map(len, left.values())) + 1)
+    for run in runs:
+        for step in left[run.name]:
+            runner.run(step.tool, *step.args)
+    runner.run(
         'analysis_tools/benchmark_table.py',
-        *work_dirs,
+        *(run.work_dir for run in runs),
         '--metafile',
         osp.join(args.work_dir, 'metafile.yml'),
         quiet=False)

@@ -83,3 +83,20 @@ def test_readme_shows_the_demo_table_of_the_five_configs(repo):
             assert mask == '–'
         else:
             assert 0 <= float(mask) <= 100
+
+
+def test_a_second_run_does_only_what_is_left(zoo_demo, call_tool,
+                                             tiny_demo_data):
+    """Finished runs are kept (zoo_slurm.py's rule too): only the table."""
+    again = call_tool(TOOL, '--configs', *zoo_demo.work_dirs, '--data',
+                      tiny_demo_data, '--work-dir', zoo_demo.root, '--scale',
+                      160, '--train-images', 2, '--test-images', 2, '--warmup',
+                      1)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for config, work_dir in zoo_demo.work_dirs.items():
+        assert f'{work_dir.name}: finished (trained, tested, benchmarked) ' \
+            f'in {work_dir}; 0 of 3 steps left' in again.stdout
+    steps = re.findall(r'^\[(\d)/(\d)\] python tools/(\S+)', again.stdout,
+                       re.M)
+    assert steps == [('1', '1', 'analysis_tools/benchmark_table.py')]
+    assert zoo_demo.result.stdout.split('\n|', 1)[1] in again.stdout

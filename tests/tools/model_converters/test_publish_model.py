@@ -1,6 +1,9 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """tools/model_converters/publish_model.py on a checkpoint train.py wrote."""
 import hashlib
+import json
+import os
+import shutil
 
 import torch
 
@@ -9,11 +12,22 @@ FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 MASK = 'configs/mask_rcnn_r2_101_fpn_2x.py'
 
 
+def _copy(zoo_demo, tmp_path):
+    """A copy of zoo_demo's Faster R-CNN work dir (publishing records), its
+    metrics.json naming the copy's checkpoint as the tested one."""
+    work_dir = shutil.copytree(zoo_demo.work_dirs[FASTER], tmp_path / 'work')
+    metrics = json.loads((work_dir / 'metrics.json').read_text())
+    metrics['checkpoint'] = str(work_dir / 'epoch_1.pth')
+    (work_dir / 'metrics.json').write_text(json.dumps(metrics))
+    return work_dir
+
+
 def test_a_slim_file_named_by_its_hash(call_tool, zoo_demo, tmp_path):
-    trained = zoo_demo.work_dirs[FASTER] / 'epoch_1.pth'
-    result = call_tool(TOOL, trained, tmp_path / 'faster.pth')
+    trained = _copy(zoo_demo, tmp_path) / 'epoch_1.pth'
+    out = tmp_path / 'out'
+    result = call_tool(TOOL, trained, out / 'faster.pth')
     assert result.returncode == 0, result.stderr[-3000:]
-    published, = tmp_path.iterdir()
+    published, = out.iterdir()
     digest = hashlib.sha256(published.read_bytes()).hexdigest()
     assert published.name == f'faster-{digest[:8]}.pth'
     assert f'sha256 {digest}' in result.stdout
@@ -29,12 +43,36 @@ def test_a_slim_file_named_by_its_hash(call_tool, zoo_demo, tmp_path):
     for key, value in full['state_dict'].items():
         assert torch.equal(slim['state_dict'][key], value), key
     assert published.stat().st_size < trained.stat().st_size
+    record = json.loads((trained.parent / 'published.json').read_text())
+    assert record['epoch_1.pth']['file'] == str(published)
+    assert record['epoch_1.pth']['sha256'] == digest
+
+
+def test_the_table_links_the_published_file(call_tool, zoo_demo, tmp_path):
+    work_dir = _copy(zoo_demo, tmp_path)
+    trained = work_dir / 'epoch_1.pth'
+    table = 'analysis_tools/benchmark_table.py'
+    assert f'model: `{trained}`' in call_tool(table, work_dir).stdout
+    result = call_tool(TOOL, trained, tmp_path / 'faster.pth')
+    assert result.returncode == 0, result.stderr[-3000:]
+    published, = tmp_path.glob('faster-*.pth')
+    metafile = tmp_path / 'metafile.yml'
+    shown = call_tool(table, work_dir, '--metafile', metafile)
+    assert f'model: `{published}` \\| log: `{work_dir}/' in shown.stdout
+    assert f'Weights: {published}' in metafile.read_text()
+    # A checkpoint written again since (a resumed run) is not the published
+    # one any more: the table links the checkpoint itself.
+    os.utime(trained, ns=(0, 0))
+    assert f'model: `{trained}`' in call_tool(table, work_dir).stdout
 
 
 def test_weights_of_another_model_are_refused_and_nothing_stays(
         call_tool, zoo_demo, tmp_path, user_error):
-    trained = zoo_demo.work_dirs[FASTER] / 'epoch_1.pth'
-    result = call_tool(TOOL, trained, tmp_path / 'x.pth', '--config', MASK)
+    trained = _copy(zoo_demo, tmp_path) / 'epoch_1.pth'
+    before = sorted(trained.parent.iterdir())
+    out = tmp_path / 'out'
+    result = call_tool(TOOL, trained, out / 'x.pth', '--config', MASK)
     user_error(result, 'not published, the file is removed: cannot load '
                'checkpoint', 'missing keys in source state_dict')
-    assert not list(tmp_path.iterdir())
+    assert not list(out.iterdir())
+    assert sorted(trained.parent.iterdir()) == before
