@@ -44,7 +44,7 @@ from projects.res2net.slurm import (ACTIVE, JobState, Resources, current_step,
 from projects.res2net.zoo import (REFERENCE, demo_run_options, format_table,
                                   missing_lines, model_name, read_run,
                                   unfinished_row, update_metafile)
-from projects.res2net.zoo_runs import ZooRun, progress, steps, zoo_run
+from projects.res2net.zoo_runs import Step, ZooRun, progress, steps, zoo_run
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RECORD = 'zoo_job.json'
@@ -273,18 +273,7 @@ def submit_command(args: argparse.Namespace) -> None:
                 flush=True)
             continue
         left = steps(run)[done.done:]
-        os.makedirs(run.work_dir, exist_ok=True)
-        script = osp.join(run.work_dir, 'zoo_job.sh')
-        with open(script, 'w', encoding='utf-8') as f:
-            f.write(
-                job_script(
-                    name=run.name,
-                    steps=left,
-                    resources=resources,
-                    repo=REPO,
-                    log=osp.join(run.work_dir, 'slurm-%j.log'),
-                    python=sys.executable))
-        job_id = submit(script)
+        job_id, script = _submit(run, left, resources)
         job = dict(
             config=run.config,
             work_dir=run.work_dir,
@@ -310,6 +299,39 @@ def submit_command(args: argparse.Namespace) -> None:
     elif followed:
         print('follow them with: python tools/misc/zoo_slurm.py status '
               f'--work-dir {args.work_dir} --wait')
+
+
+def _submit(run: ZooRun, left: List[Step],
+            resources: Resources) -> Tuple[str, str]:
+    """Write the job script of ``left`` into the run's work dir and sbatch
+    it: the job id and the script. A refused job leaves nothing behind."""
+    created = None  # the outermost dir made here, if any
+    if not osp.isdir(run.work_dir):
+        created = run.work_dir
+        while not osp.isdir(osp.dirname(created)):
+            created = osp.dirname(created)
+    os.makedirs(run.work_dir, exist_ok=True)
+    script = osp.join(run.work_dir, 'zoo_job.sh')
+    text = job_script(
+        name=run.name,
+        steps=left,
+        resources=resources,
+        repo=REPO,
+        log=osp.join(run.work_dir, 'slurm-%j.log'),
+        python=sys.executable)
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+
+    write_atomically(script, write)
+    try:
+        return submit(script), script
+    except BaseException:
+        os.remove(script)
+        if created:
+            shutil.rmtree(created)
+        raise
 
 
 def _elapsed(seconds: float) -> str:

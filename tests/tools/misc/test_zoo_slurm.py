@@ -218,3 +218,21 @@ def test_bad_input_submits_nothing(call_tool, user_error, tmp_path,
         user_error(
             call_tool(TOOL, command, '--work-dir', work),
             f'no jobs in {work}: submit them first')
+
+
+@pytest.mark.slurm
+def test_a_refused_job_leaves_nothing(run_tool, slurm_env, user_error,
+                                      tmp_path):
+    work = tmp_path / 'zoo'
+    refused = run_tool(
+        TOOL,
+        'submit',
+        f'configs/{FASTER}.py',
+        '--partition',
+        'nope',
+        '--work-dir',
+        work,
+        env=slurm_env)
+    user_error(refused, 'sbatch refused', 'zoo_job.sh: sbatch: error: ',
+               'Invalid partition name specified; check the partition')
+    assert not work.exists()
