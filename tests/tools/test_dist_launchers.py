@@ -121,11 +121,15 @@ def test_two_processes_follow_the_one_process_loss_curve(
     images per step (the sampler gives rank r every other image of the one
     shuffled order). What differs: BN statistics over 4 images instead of 8,
     the random flips and RoI samples, and that the logged loss is rank 0's,
-    over its 4 images. Tolerance: the mean loss over each 20 iterations
-    agrees within 15%, while it falls by more than 40% over the run.
-    Measured: 2-6% apart, and a fall of 53%. (Two seeds of the 1-process run
-    differ by up to 30% per 20 iterations here, on the loss bump of the
-    warm-up: the one seed is what makes the runs comparable.)
+    over its 4 images. Tolerance: the mean loss over each 40 iterations
+    agrees within 15%, while the loss per 20 iterations falls by more than
+    40% over the run (measured: 53-60%).
+    Windows of 40, not 20: two seeds of the 1-process run differ by up to
+    30% per 20 iterations on the loss bump of the warm-up, and so do the two
+    runs on some CPUs (their rounding differs): on one 2-core machine 2-6%
+    per 20 iterations, on a slower one 0.3-26% (the bump, iterations 30-40:
+    1.33 vs 1.06), 0.5-8% per 40. A wrong gradient average or lr would move
+    the whole curve, not one window.
 
     The 1-process run is ``trained_demo``'s first 80 iterations: the same
     config, data, seed, devices and logging, and its lr schedule does not
@@ -159,13 +163,22 @@ def test_two_processes_follow_the_one_process_loss_curve(
     }
     curves = [one, losses(two.stdout + two.stderr)]
     assert list(curves[0]) == list(curves[1]) == list(range(10, 81, 10))
-    windows = [[mean([curve[it], curve[it + 10]]) for it in range(10, 80, 20)]
-               for curve in curves]
-    print('loss per 20 iterations, 1 x 8:', windows[0], file=sys.stderr)
-    print('loss per 20 iterations, 2 x 4:', windows[1], file=sys.stderr)
-    for single, double in zip(*windows):
-        assert abs(double - single) <= 0.15 * single, windows
-    assert windows[0][-1] < 0.6 * windows[0][0]
+
+    def windows(curve, size):
+        return [
+            mean([curve[it + k] for k in range(0, size, 10)])
+            for it in range(10, 81, size)
+        ]
+
+    for size in (20, 40):
+        print(
+            f'loss per {size} iterations, 1 x 8 / 2 x 4:',
+            *(windows(curve, size) for curve in curves),
+            file=sys.stderr)
+    for single, double in zip(*(windows(curve, 40) for curve in curves)):
+        assert abs(double - single) <= 0.15 * single, curves
+    fine = windows(one, 20)
+    assert fine[-1] < 0.6 * fine[0], fine
     assert (tmp_path / 'two' / 'iter_80.pth').is_file()
 
 
