@@ -364,7 +364,7 @@ def follow(jobs: List[Job], poll: float = 30) -> None:
 
     Each line starts with the time since following began, then the run,
     the job, its state, its run time, and the step it is in (or why it
-    waits).
+    waits). Ctrl-C stops following, not the jobs (exit status 130).
 
     Raises:
         UserError: Some jobs ended without finishing their run; each is
@@ -372,6 +372,19 @@ def follow(jobs: List[Job], poll: float = 30) -> None:
     """
     if not jobs:
         return
+    try:
+        _follow_until_ended(jobs, poll)
+    except KeyboardInterrupt:
+        root = osp.dirname(jobs[0]['work_dir'])
+        print(
+            '\nstopped following; the jobs go on. Follow them again with: '
+            f'python tools/misc/zoo_slurm.py status --work-dir {root} --wait',
+            file=sys.stderr)
+        sys.exit(130)
+    report(jobs)
+
+
+def _follow_until_ended(jobs: List[Job], poll: float) -> None:
     start = time.monotonic()
     shown: Dict[str, Tuple[str, str]] = {}
     width = max(len(_run_of(job).name) for job in jobs)
@@ -390,7 +403,6 @@ def follow(jobs: List[Job], poll: float = 30) -> None:
         if not active:
             break
         time.sleep(poll)
-    report(jobs)
 
 
 def report(jobs: List[Job]) -> None:

@@ -236,3 +236,26 @@ def test_a_refused_job_leaves_nothing(run_tool, slurm_env, user_error,
     user_error(refused, 'sbatch refused', 'zoo_job.sh: sbatch: error: ',
                'Invalid partition name specified; check the partition')
     assert not work.exists()
+
+
+def test_ctrl_c_stops_following_not_the_jobs(load_tool, monkeypatch, capsys):
+    tool = load_tool(TOOL)
+
+    def interrupted(job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tool, '_look', interrupted)
+    job = dict(
+        config=f'configs/{FASTER}.py',
+        work_dir=f'/zoo/{FASTER}',
+        checkpoint=f'/zoo/{FASTER}/epoch_24.pth',
+        options=[],
+        benchmark_args=[],
+        job_id='7',
+        log=f'/zoo/{FASTER}/slurm-7.log')
+    with pytest.raises(SystemExit) as stop:
+        tool.follow([job], poll=0)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip() == (
+        'stopped following; the jobs go on. Follow them again with: python '
+        'tools/misc/zoo_slurm.py status --work-dir /zoo --wait')
