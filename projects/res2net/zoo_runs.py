@@ -114,7 +114,7 @@ class Progress:
     Attributes:
         done: How many of the three steps are done: 0 (nothing, or cut off
             in training), 1 (trained), 2 (tested), 3 (benchmarked too:
-            finished).
+            finished); ``steps(run)[done:]`` are the ones left.
         resume_from: The checkpoint that training would go on from, for a
             run cut off in training.
     """
@@ -159,8 +159,3 @@ def progress(run: ZooRun) -> Progress:
         return Progress(1)
     benchmarked = _result_of(osp.join(run.work_dir, 'benchmark.json'))
     return Progress(3 if benchmarked == run.checkpoint else 2)
-
-
-def steps_left(run: ZooRun) -> List[Step]:
-    """The steps that ``run`` still needs (none when it finished)."""
-    return steps(run)[progress(run).done:]

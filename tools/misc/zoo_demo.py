@@ -132,7 +132,7 @@ def main() -> None:
     for run in runs:
         done = progress(run)
         left[run.name] = steps(run)[done.done:]
-        if done.done:
+        if done.done or done.resume_from:
             print(
                 f'{run.name}: {done.describe()} in {run.work_dir}; '
                 f'{len(left[run.name])} of 3 steps left',

@@ -6,7 +6,7 @@ import pytest
 
 from projects.res2net.errors import UserError
 from projects.res2net.zoo_runs import (BENCHMARK, TEST, TRAIN, progress, steps,
-                                       steps_left, zoo_run)
+                                       zoo_run)
 
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 
@@ -38,6 +38,10 @@ def test_an_iteration_based_schedule_ends_with_its_iteration(tmp_path):
     run, _ = zoo_run('configs/demo/faster_rcnn_r2_50_fpn_demo.py',
                      str(tmp_path))
     assert run.checkpoint.endswith('/iter_400.pth')
+
+
+def steps_left(run):
+    return steps(run)[progress(run).done:]
 
 
 def _write(path, **content):
