@@ -215,14 +215,19 @@ def job_state(job_id: str) -> Optional[JobState]:
                     fields.get('Reason', ''))
 
 
-def current_step(log: str) -> Optional[str]:
-    """``'test.py (2/3)'``: the step a job's log shows it in, if any."""
+def _log_end(log: str, size: int = 65536) -> Optional[str]:
+    """The last ``size`` bytes of a job's log as text; None without a log."""
     if not osp.isfile(log):
         return None
     with open(log, 'rb') as f:
-        f.seek(max(0, osp.getsize(log) - 65536))
-        text = f.read().decode('utf-8', 'replace')
-    found = _STEP_LINE.findall(text)
+        f.seek(max(0, osp.getsize(log) - size))
+        return f.read().decode('utf-8', 'replace')
+
+
+def current_step(log: str) -> Optional[str]:
+    """``'test.py (2/3)'``: the step a job's log shows it in, if any."""
+    text = _log_end(log)
+    found = _STEP_LINE.findall(text) if text is not None else []
     if not found:
         return None
     index, total, tool = found[-1]
@@ -231,9 +236,7 @@ def current_step(log: str) -> Optional[str]:
 
 def log_tail(log: str, lines: int = 20) -> str:
     """The last ``lines`` lines of a job's log (or why there are none)."""
-    if not osp.isfile(log):
+    text = _log_end(log)
+    if text is None:
         return f'(no log at {log}: the job did not start)'
-    with open(log, 'rb') as f:
-        f.seek(max(0, osp.getsize(log) - 65536))
-        text = f.read().decode('utf-8', 'replace')
     return '\n'.join(text.rstrip('\n').splitlines()[-lines:])
