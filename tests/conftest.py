@@ -1,9 +1,11 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """Fixtures shared by the tests: generated data and running the tools."""
 import contextlib
+import hashlib
 import importlib.util
 import io
 import os
+import re
 import runpy
 import socket
 import subprocess
@@ -16,6 +18,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import pytest
 import torch
+from mmengine.config import Config
 from torch import nn
 
 from projects.res2net.demo_data import generate_demo_dataset
@@ -200,6 +203,8 @@ def call_tool() -> Callable[..., subprocess.CompletedProcess]:
     def call(tool: str, *args) -> subprocess.CompletedProcess:
         path = REPO / 'tools' / tool
         argv = [str(a) for a in args]
+        # A tool's --threads is its process's setting: not the next test's.
+        threads = torch.get_num_threads()
         with _captured_output() as (out, err), _own_mmengine_instances():
             with _as_a_script(path, argv):
                 try:
@@ -216,6 +221,8 @@ def call_tool() -> Callable[..., subprocess.CompletedProcess]:
                 except BaseException:  # what the interpreter would print
                     traceback.print_exc()
                     code = 1
+                finally:
+                    torch.set_num_threads(threads)
         return subprocess.CompletedProcess(
             [sys.executable, f'tools/{tool}', *argv], code, out.getvalue(),
             err.getvalue())
@@ -312,47 +319,143 @@ def launcher_env(dist_devices) -> Dict[str, str]:
 
 
 class TrainedDemo(NamedTuple):
-    root: Path  # data/ (the demo data) and work/ (the run) below it
+    root: Path  # data/ (the demo data) below it, and room for the tests
+    work_dir: Path  # the run's work dir
     checkpoint: Path
-    log: str
+    log: str  # the training run's log
     iterations: int
 
 
-# The trained_demo run: iterations in all, and the last 20% at lr / 10.
-TRAINED_DEMO_ITERS = 250
+def _makefile_variable(name: str) -> str:
+    """A ``NAME := value`` of the Makefile: where ``make demo`` works."""
+    makefile = (REPO / 'Makefile').read_text()
+    return re.search(rf'^{name} := (\S+)$', makefile, re.M).group(1)
+
+
+# How the trained demo came to be, for the session's closing summary.
+TRAINED_DEMO_SOURCE: List[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in TRAINED_DEMO_SOURCE:
+        terminalreporter.write_line(f'trained_demo: {line}')
+
+
+def _files(root: Path) -> Dict[str, str]:
+    """``{relative path: sha256}`` of every file below ``root``."""
+    return {
+        str(path.relative_to(root)):
+        hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob('*')) if path.is_file()
+    }
+
+
+def _run_config(text: str) -> dict:
+    """A run's config without what the run's command sets beside the file
+    (the work dir, the launcher, the checkpoints' file backend) and what
+    building the model writes into it (mmdet's two-stage detectors copy
+    ``train_cfg.rcnn`` and ``test_cfg.rcnn`` into the RoI head's config)."""
+    cfg = Config.fromstring(text, '.py').to_dict()
+    for key in ('work_dir', 'launcher'):
+        cfg.pop(key, None)
+    cfg.get('default_hooks', {}).get('checkpoint',
+                                     {}).pop('backend_args', None)
+    model = cfg.get('model', {})
+    roi_head = model.get('roi_head') or {}
+    for key in ('train_cfg', 'test_cfg'):
+        if key in roi_head and roi_head[key] == (model.get(key)
+                                                 or {}).get('rcnn'):
+            del roi_head[key]
+    return cfg
+
+
+def _train_log(work_dir: Path) -> Optional[str]:
+    """The log of the newest run in ``work_dir`` that trained."""
+    logs = sorted(work_dir.glob('*/*.log'), key=lambda p: p.parent.name)
+    for log in reversed(logs):
+        text = log.read_text(errors='replace')
+        if 'Iter(train)' in text:
+            return text
+    return None
+
+
+def _make_demo_run(data: Path, on_cuda: bool) -> Tuple[Optional[tuple], str]:
+    """``make demo``'s finished run, if it is what the fixture would train.
+
+    Checked, not assumed from its path: the checkpoint is the last one of a
+    whole, unresumed run of the demo config as it is now, logged from its
+    first iteration to its validation, on the device the fixture would
+    train on; and the data in ``DEMO_DATA`` is byte for byte the demo data
+    (``data``, just generated). Returns ``((work_dir, checkpoint, log),
+    why)``, or ``(None, why not)``.
+    """
+    from projects.res2net.errors import UserError
+    from projects.res2net.preflight import read_checkpoint
+
+    work_dir = REPO / _makefile_variable('DEMO_WORK_DIR')
+    config = Config.fromfile(str(REPO / DEMO_CONFIG))
+    iters = config.train_cfg.max_iters
+    interval = config.default_hooks.logger.interval
+    checkpoint = work_dir / f'iter_{iters}.pth'
+    last = work_dir / 'last_checkpoint'
+    if not last.is_file() or Path(last.read_text().strip()).resolve() != \
+            checkpoint.resolve() or not checkpoint.is_file():
+        return None, f'no finished `make demo` run in {work_dir}'
+    try:
+        meta = read_checkpoint(str(checkpoint), 'checkpoint',
+                               'train again').get('meta', {})
+    except UserError as err:
+        return None, str(err)
+    if meta.get('iter') != iters or _run_config(meta.get(
+            'cfg', '')) != _run_config(config.pretty_text):
+        return None, f'{checkpoint} was trained from another config'
+    log = _train_log(work_dir)
+    logged = [
+        int(it)
+        for it in re.findall(r'Iter\(train\) \[ *(\d+)/\d+\]', log or '')
+    ]
+    if logged != list(range(interval, iters + 1, interval)) or \
+            'coco/bbox_mAP: ' not in log:
+        return None, f'{work_dir} holds no whole, unresumed run'
+    if f'CUDA available: {on_cuda}' not in log:
+        return None, f'{work_dir} was trained on another device'
+    demo_data = REPO / _makefile_variable('DEMO_DATA')
+    if not demo_data.is_dir() or _files(demo_data) != _files(data):
+        return None, f'{demo_data} is not the demo data'
+    return (work_dir, checkpoint, log), f'reused `make demo`\'s run in ' \
+        f'{work_dir}'
 
 
 @pytest.fixture(scope='session')
 def trained_demo(tmp_path_factory, run_tool, dist_devices) -> TrainedDemo:
-    """The demo config trained for 250 iterations on a full-size train split.
+    """``make demo``'s run: the demo config trained on the demo data.
 
-    Batch 8, one process, on the devices of the launcher tests (the CPU
-    unless there are 2 GPUs), the loss logged every 10 iterations: its first
-    80 iterations are the one-process run that the distributed loss curve
-    is compared with. The 51 validation images do not split evenly over 2
-    processes, so a distributed test pads a rank and must drop the padding
-    again.
+    It serves the learning floor, the AP checks, the CAM maps, the
+    inferencer and the launchers' AP. The run that ``make demo``
+    made before the tests (CI runs it first) is reused when it is that run
+    exactly (:func:`_make_demo_run`); otherwise the same command trains it
+    here, on the devices of the launcher tests (the CPU unless there are 2
+    GPUs, as ``make demo`` would use them). The closing summary says which.
     """
     root = tmp_path_factory.mktemp('learning')
-    generate_demo_dataset(root / 'data', num_train=600, num_val=51, seed=3)
+    generate_demo_dataset(root / 'data')  # make demo's: the defaults
+    config = Config.fromfile(str(REPO / DEMO_CONFIG))
+    iters = config.train_cfg.max_iters
+    found, why = _make_demo_run(root / 'data', on_cuda=not dist_devices)
+    if found is not None:
+        TRAINED_DEMO_SOURCE.append(why)
+        work_dir, checkpoint, log = found
+        return TrainedDemo(root, work_dir, checkpoint, log, iters)
+    TRAINED_DEMO_SOURCE.append(f'trained in the session ({why})')
     work_dir = root / 'work'
-    iters = TRAINED_DEMO_ITERS
     result = run_tool(
         'train.py',
         DEMO_CONFIG,
         '--work-dir',
         work_dir,
-        *_quick(
-            root / 'data', **{
-                'train_dataloader.batch_size': 8,
-                'train_cfg.max_iters': iters,
-                'train_cfg.val_interval': iters,
-                'default_hooks.checkpoint.interval': iters,
-                'default_hooks.logger.interval': 10,
-                'log_processor.window_size': 10,
-                'param_scheduler.1.milestones': f'[{iters * 4 // 5}]'
-            }),
+        '--cfg-options',
+        f'data_root={root}/data/',
         env=dist_devices)
     assert result.returncode == 0, result.stderr[-3000:]
-    return TrainedDemo(root, work_dir / f'iter_{iters}.pth',
-                       result.stdout + result.stderr, iters)
+    return TrainedDemo(root, work_dir, work_dir / f'iter_{iters}.pth',
+                       _train_log(work_dir), iters)

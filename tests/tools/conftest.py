@@ -312,6 +312,8 @@ def slurm_env(slurm, launcher_env) -> Dict[str, str]:
         GPUS='2',
         GPUS_PER_NODE='2',
         CPUS_PER_TASK='1',
+        # What srun.sh gives a task of one CPU, whatever this shell has.
+        OMP_NUM_THREADS='1',
         GRES='none',
         PARTITION=PARTITION,
         CUDA_VISIBLE_DEVICES='')

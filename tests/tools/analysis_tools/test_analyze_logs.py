@@ -44,7 +44,7 @@ def test_plot_curve_overlays_runs(call_tool, trained_demo, tmp_path):
     other = tmp_path / 'other_run'
     write_log(other)
     out = tmp_path / 'curves' / 'curve.png'
-    result = call_tool(TOOL, 'plot_curve', trained_demo.root / 'work', other,
+    result = call_tool(TOOL, 'plot_curve', trained_demo.work_dir, other,
                        '--keys', 'loss', 'bbox_mAP', '--out', out, '--title',
                        'demo')
     assert result.returncode == 0, result.stderr[-3000:]

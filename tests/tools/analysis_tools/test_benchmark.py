@@ -79,8 +79,8 @@ def _check_json(data: dict, stdout: str, num_images: int, warmup: int):
 
 
 def test_random_weights(run_tool, tiny_demo_data, quick, tmp_path):
-    result = run_tool(TOOL, DEMO_CONFIG, '--work-dir', tmp_path,
-                      '--num-images', 3, '--warmup', 1,
+    result = run_tool(TOOL, DEMO_CONFIG, '--device', 'cpu', '--work-dir',
+                      tmp_path, '--num-images', 3, '--warmup', 1,
                       *quick(tiny_demo_data, **FAST))
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / 'benchmark.json').read_text())
@@ -103,8 +103,9 @@ def test_checkpoint_fused_channels_last(run_tool, repo, tiny_demo_data, quick,
 
     # No --work-dir: the config's work_dir, set here, is used.
     work_dir = tmp_path / 'work'
-    result = run_tool(TOOL, DEMO_CONFIG, checkpoint, '--fuse-conv-bn',
-                      '--channels-last', '--num-images', 2, '--warmup', 1,
+    result = run_tool(TOOL, DEMO_CONFIG, checkpoint, '--device', 'cpu',
+                      '--fuse-conv-bn', '--channels-last', '--num-images', 2,
+                      '--warmup', 1,
                       *quick(tiny_demo_data, work_dir=work_dir, **FAST))
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((work_dir / 'benchmark.json').read_text())
@@ -152,9 +153,10 @@ def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data,
 def test_deploy_against_resnet(call_tool, tiny_demo_data, quick, tmp_path):
     """--deploy is --fuse-conv-bn --channels-last; --against-backbone times
     the same detector with mmdet's ResNet in the same form, interleaved."""
-    result = call_tool(TOOL, DEMO_CONFIG, '--deploy', '--against-backbone',
-                       'resnet', '--work-dir', tmp_path, '--num-images', 2,
-                       '--warmup', 1, *quick(tiny_demo_data, **FAST))
+    result = call_tool(TOOL, DEMO_CONFIG, '--device', 'cpu', '--deploy',
+                       '--against-backbone', 'resnet', '--work-dir', tmp_path,
+                       '--num-images', 2, '--warmup', 1,
+                       *quick(tiny_demo_data, **FAST))
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / 'benchmark.json').read_text())
     assert data['fuse_conv_bn'] and data['channels_last']

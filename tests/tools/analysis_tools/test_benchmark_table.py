@@ -25,6 +25,12 @@ def table_rows(stdout: str) -> list:
             for line in lines[2:]]
 
 
+def fps_cell(fps: float, label: str) -> str:
+    """An fps cell as the zoo prints it: one decimal, two below 10 fps (CPU
+    speeds), then the device it was measured on."""
+    return f'{fps:.{1 if fps >= 10 else 2}f} ({label})'
+
+
 def facts(work_dir) -> dict:
     """What the tools wrote into a work dir, read independently."""
     test = json.loads((work_dir / 'metrics.json').read_text())
@@ -72,10 +78,7 @@ def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path):
         else:
             assert memory == '–'
             assert 'mmengine logs GPU memory only' in result.stderr
-        # One decimal as in the zoo, two below 10 fps (CPU speeds), and
-        # the device it was measured on.
-        assert fps == (f'{got["fps"]:.{1 if got["fps"] >= 10 else 2}f} '
-                       f'({got["hardware"]})')
+        assert fps == fps_cell(got['fps'], got['hardware'])
         assert box == f'{100 * metrics["coco/bbox_mAP"]:.1f}'
         if config == MASK:
             assert mask == f'{100 * metrics["coco/segm_mAP"]:.1f}'
@@ -114,7 +117,11 @@ def test_compare_adds_reference_and_difference(call_tool, runs):
     result = call_tool(TABLE, runs[MASK], '--compare')
     assert result.returncode == 0, result.stderr
     _, _, _, memory, fps, box, mask, _, _ = table_rows(result.stdout)[0]
-    assert memory.endswith('(ref 7.9)')  # no memory on a CPU run
+    if memory.startswith('–'):  # mmengine logs GPU memory only
+        assert memory == '– (ref 7.9)'
+    else:
+        value = float(memory.split()[0])
+        assert memory == f'{value:.1f} (ref 7.9, Δ {value - 7.9:+.1f})'
     assert fps.endswith('(ref –)')  # the zoo publishes no speed
     value = float(box.split()[0])
     assert box == f'{value:.1f} (ref 43.6, Δ {value - 43.6:+.1f})'
@@ -153,7 +160,7 @@ def test_readme_and_metafile_hold_the_generated_reference(
         name = row[7][1:].split(']')[0]
         bench = json.loads((speed_dir / name / 'benchmark.json').read_text())
         assert bench['config'] == f'configs/{name}.py'
-        assert row[4] == f'{bench["fps"]:.2f} ({bench["hardware"]})'
+        assert row[4] == fps_cell(bench['fps'], bench['hardware'])
 
 
 def test_speed_from_fills_the_reference_fps(call_tool, runs, tmp_path):
@@ -168,8 +175,8 @@ def test_speed_from_fills_the_reference_fps(call_tool, runs, tmp_path):
                        '--metafile', tmp_path / 'metafile.yml')
     assert result.returncode == 0, result.stderr
     fps = {row[7]: row[4] for row in table_rows(result.stdout)}
-    assert fps.pop(f'[mask_rcnn_r2_101_fpn_2x]({MASK})') == \
-        f'{bench["fps"]:.2f} ({bench["hardware"]}, fused BN, channels-last)'
+    assert fps.pop(f'[mask_rcnn_r2_101_fpn_2x]({MASK})') == fps_cell(
+        bench['fps'], f'{bench["hardware"]}, fused BN, channels-last')
     assert set(fps.values()) == {'–'}  # the others were not measured
     assert result.stderr.count('Inf time (fps) –: no benchmark.json') == 4
     models = {

@@ -13,9 +13,9 @@ def test_table_json_and_memory(call_tool, tmp_path):
     """Ours, ours with_cp and the ResNet detector, one row each; the peak
     memory of each from its own process."""
     out = tmp_path / 'train.json'
-    result = call_tool(TOOL, DEMO_CONFIG, '--size', 64, 64, '--batch', 1,
-                       '--repeats', 1, '--warmup', 0, '--with-cp', '--against',
-                       'resnet', '--out', out)
+    result = call_tool(TOOL, DEMO_CONFIG, '--device', 'cpu', '--size', 64, 64,
+                       '--batch', 1, '--repeats', 1, '--warmup', 0,
+                       '--with-cp', '--against', 'resnet', '--out', out)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     assert (data['batch'], data['size']) == (1, [64, 64])
