@@ -379,8 +379,10 @@ def _train_log(work_dir: Path) -> Optional[str]:
     return None
 
 
-def _make_demo_run(data: Path, on_cuda: bool) -> Tuple[Optional[tuple], str]:
-    """``make demo``'s finished run, if it is what the fixture would train.
+def _make_demo_run(config: Config, data: Path,
+                   on_cuda: bool) -> Tuple[Optional[tuple], str]:
+    """``make demo``'s finished run of ``config`` (the demo config), if it
+    is what the fixture would train.
 
     Checked, not assumed from its path: the checkpoint is the last one of a
     whole, unresumed run of the demo config as it is now, logged from its
@@ -393,7 +395,6 @@ def _make_demo_run(data: Path, on_cuda: bool) -> Tuple[Optional[tuple], str]:
     from projects.res2net.preflight import read_checkpoint
 
     work_dir = REPO / _makefile_variable('DEMO_WORK_DIR')
-    config = Config.fromfile(str(REPO / DEMO_CONFIG))
     iters = config.train_cfg.max_iters
     interval = config.default_hooks.logger.interval
     checkpoint = work_dir / f'iter_{iters}.pth'
@@ -435,13 +436,14 @@ def trained_demo(tmp_path_factory, run_tool, dist_devices) -> TrainedDemo:
     made before the tests (CI runs it first) is reused when it is that run
     exactly (:func:`_make_demo_run`); otherwise the same command trains it
     here, on the devices of the launcher tests (the CPU unless there are 2
-    GPUs, as ``make demo`` would use them). The closing summary says which.
+    GPUs). The closing summary says which.
     """
     root = tmp_path_factory.mktemp('learning')
     generate_demo_dataset(root / 'data')  # make demo's: the defaults
     config = Config.fromfile(str(REPO / DEMO_CONFIG))
     iters = config.train_cfg.max_iters
-    found, why = _make_demo_run(root / 'data', on_cuda=not dist_devices)
+    found, why = _make_demo_run(
+        config, root / 'data', on_cuda=not dist_devices)
     if found is not None:
         TRAINED_DEMO_SOURCE.append(why)
         work_dir, checkpoint, log = found
