@@ -49,8 +49,12 @@ demo: install
 		--work-dir $(DEMO_WORK_DIR)
 
 # --durations: the slowest tests, in every run's output (CI's included).
+# TEST_WORKERS test processes (pytest-xdist), each with its share of the
+# cores; --dist loadgroup keeps tests that share a costly fixture in one
+# (tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The CUDA checks (tools/gpu_check.sh), on a GPU machine with nvcc: mmcv's
 # CUDA ops, the `cuda` tests, an --amp demo run, the speed benchmarks.

@@ -7,6 +7,7 @@ import io
 import os
 import re
 import runpy
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import pytest
 import torch
+from filelock import FileLock
 from mmengine.config import Config
 from torch import nn
 
@@ -26,10 +28,90 @@ from projects.res2net.demo_data import generate_demo_dataset
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 
+# The session's directory for what the test processes share (``make test``
+# runs the suite in several with pytest-xdist): a run trained once for all
+# of them, and the lines of the closing summary.
+SHARED = 'RES2NET_TESTS_SHARED'
 
+
+def pytest_configure(config) -> None:
+    """The shared directory (made by the process that starts the session),
+    and each test process's share of the CPU.
+
+    Under pytest-xdist each of the ``n`` worker processes gets
+    ``cores // n`` threads (torch's in-process ops, and the tools it starts,
+    through ``OMP_NUM_THREADS``): two processes of two threads on a 2-core
+    machine spin-wait on each other's cores and were no faster than one.
+    """
+    if not hasattr(config, 'workerinput'):  # no worker of another process
+        os.environ[SHARED] = tempfile.mkdtemp(prefix='res2net-tests-')
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        os.environ['OMP_NUM_THREADS'] = str(threads)
+
+
+def pytest_unconfigure(config) -> None:
+    if not hasattr(config, 'workerinput'):
+        shutil.rmtree(os.environ.pop(SHARED), ignore_errors=True)
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ[SHARED])
+
+
+# Session fixtures that one test process must own: the Slurm cluster (one
+# per machine) and the zoo run that the table tests read.
+OWNED_FIXTURES = ('slurm', 'zoo_demo')
+
+
+def _xdist_group(item) -> Optional[str]:
+    """The test process group of a test: the owned fixture it uses, else
+    its module when a module-scoped fixture serves several of its tests
+    (built once in one process, not once in each)."""
+    for name in OWNED_FIXTURES:
+        if name in item.fixturenames:
+            return name
+    fixtures = item._fixtureinfo.name2fixturedefs.values()
+    if any(defs[-1].scope == 'module' for defs in fixtures):
+        return item.nodeid.split('::')[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     """Tests marked ``cuda`` skip, saying why, where torch sees no GPU
-    (``make gpu-check`` runs them on a GPU machine)."""
+    (``make gpu-check`` runs them on a GPU machine); under pytest-xdist's
+    ``--dist loadgroup`` tests that share a costly fixture run in one
+    process (:func:`_xdist_group`)."""
+    if getattr(config.option, 'loadgroup', False):  # set in xdist's workers
+        for item in items:
+            group = _xdist_group(item)
+            if group is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+        # The longest first (launchers, cluster, training), so that no
+        # process is left with one of them while the other has finished.
+        items.sort(key=lambda item: not any(
+            mark in item.keywords for mark in ('slurm', 'dist', 'slow')))
+    _skip_cuda_tests_without_a_gpu(items)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
+def pytest_runtest_setup(item) -> None:
+    """Fail a grouped test that pytest-xdist did not group: it would run
+    apart from the fixture it shares (two Slurm clusters on one machine),
+    as under pytest 9.2 (pytest-xdist issue #1386)."""
+    if getattr(item.config.option, 'loadgroup', False) and \
+            item.get_closest_marker('xdist_group') and '@' not in item.nodeid:
+        pytest.fail(
+            f'pytest-xdist did not group this test with the others that '
+            f'share its fixture (pytest {pytest.__version__}): install '
+            "requirements.txt's pytest, or run without -n",
+            pytrace=False)
+
+
+def _skip_cuda_tests_without_a_gpu(items) -> None:
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason='needs a CUDA GPU; torch sees none here '
@@ -249,6 +331,32 @@ def user_error() -> Callable[..., str]:
     return _user_error
 
 
+def _table_rows(text: str, start: str = '|') -> List[List[str]]:
+    """The cells of each markdown table line in ``text`` that begins with
+    ``start`` (``'| R2-101'``: a zoo table's R2-101 rows); ``\\|`` inside a
+    cell (the link cell's) is not a border."""
+    return [[cell.strip() for cell in re.split(r'(?<!\\)\|', line)[1:-1]]
+            for line in text.splitlines() if line.startswith(start)]
+
+
+@pytest.fixture(scope='session')
+def table_rows() -> Callable[..., List[List[str]]]:
+    """``table_rows(text, start='|')``: see :func:`_table_rows`."""
+    return _table_rows
+
+
+def _fps_cell(fps: float, label: str) -> str:
+    """An fps cell as the zoo table prints it: one decimal, two below 10
+    fps (CPU speeds), then where it was measured."""
+    return f'{fps:.{1 if fps >= 10 else 2}f} ({label})'
+
+
+@pytest.fixture(scope='session')
+def fps_cell() -> Callable[[float, str], str]:
+    """``fps_cell(fps, label)``: see :func:`_fps_cell`."""
+    return _fps_cell
+
+
 @pytest.fixture(scope='session')
 def load_tool() -> Callable[[str], ModuleType]:
     """``load_tool('analysis_tools/x.py')``: a tool script as a module.
@@ -332,13 +440,18 @@ def _makefile_variable(name: str) -> str:
     return re.search(rf'^{name} := (\S+)$', makefile, re.M).group(1)
 
 
-# How the trained demo came to be, for the session's closing summary.
-TRAINED_DEMO_SOURCE: List[str] = []
+def _summary_note(line: str) -> None:
+    """A line for the session's closing summary, from any test process."""
+    with FileLock(str(_shared_dir() / 'summary.lock')):
+        with open(_shared_dir() / 'summary.txt', 'a') as notes:
+            notes.write(line + '\n')
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    for line in TRAINED_DEMO_SOURCE:
-        terminalreporter.write_line(f'trained_demo: {line}')
+    notes = _shared_dir() / 'summary.txt'
+    if notes.is_file():
+        for line in dict.fromkeys(notes.read_text().splitlines()):
+            terminalreporter.write_line(line)
 
 
 def _files(root: Path) -> Dict[str, str]:
@@ -435,8 +548,9 @@ def trained_demo(tmp_path_factory, run_tool, dist_devices) -> TrainedDemo:
     inferencer and the launchers' AP. The run that ``make demo``
     made before the tests (CI runs it first) is reused when it is that run
     exactly (:func:`_make_demo_run`); otherwise the same command trains it
-    here, on the devices of the launcher tests (the CPU unless there are 2
-    GPUs). The closing summary says which.
+    here, once for all the session's test processes, on the devices of the
+    launcher tests (the CPU unless there are 2 GPUs). The closing summary
+    says which.
     """
     root = tmp_path_factory.mktemp('learning')
     generate_demo_dataset(root / 'data')  # make demo's: the defaults
@@ -445,19 +559,23 @@ def trained_demo(tmp_path_factory, run_tool, dist_devices) -> TrainedDemo:
     found, why = _make_demo_run(
         config, root / 'data', on_cuda=not dist_devices)
     if found is not None:
-        TRAINED_DEMO_SOURCE.append(why)
+        _summary_note(f'trained_demo: {why}')
         work_dir, checkpoint, log = found
         return TrainedDemo(root, work_dir, checkpoint, log, iters)
-    TRAINED_DEMO_SOURCE.append(f'trained in the session ({why})')
-    work_dir = root / 'work'
-    result = run_tool(
-        'train.py',
-        DEMO_CONFIG,
-        '--work-dir',
-        work_dir,
-        '--cfg-options',
-        f'data_root={root}/data/',
-        env=dist_devices)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return TrainedDemo(root, work_dir, work_dir / f'iter_{iters}.pth',
-                       _train_log(work_dir), iters)
+    # The data is the same bytes in every process (checked above against
+    # make demo's, or generated alike): the first one to get here trains.
+    work_dir = _shared_dir() / 'trained_demo'
+    checkpoint = work_dir / f'iter_{iters}.pth'
+    with FileLock(str(_shared_dir() / 'trained_demo.lock')):
+        if not checkpoint.is_file():
+            _summary_note(f'trained_demo: trained in the session ({why})')
+            result = run_tool(
+                'train.py',
+                DEMO_CONFIG,
+                '--work-dir',
+                work_dir,
+                '--cfg-options',
+                f'data_root={root}/data/',
+                env=dist_devices)
+            assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedDemo(root, work_dir, checkpoint, _train_log(work_dir), iters)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import pytest
 import torch
+from mmengine.config import Config
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -235,8 +236,9 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
         process.wait()
     assert not (killed / 'iter_4.pth').exists()  # killed between the two
     # Checkpoints are saved whole or not at all (projects/res2net/fileio.py).
-    assert "backend_args=dict(backend='atomic_local')" in (
-        killed / 'faster_rcnn_r2_50_fpn_demo.py').read_text()
+    dumped = Config.fromfile(killed / 'faster_rcnn_r2_50_fpn_demo.py')
+    assert dumped.default_hooks.checkpoint.backend_args == dict(
+        backend='atomic_local')
 
     resumed = run_tool(
         'train.py', DEMO, '--work-dir', killed, '--resume', *options, env=cpu)

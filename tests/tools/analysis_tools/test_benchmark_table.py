@@ -1,7 +1,6 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """benchmark_table.py: the zoo table and metafile from real short runs."""
 import json
-import re
 import shutil
 
 import pytest
@@ -18,17 +17,9 @@ def runs(zoo_demo) -> dict:
     return zoo_demo.work_dirs
 
 
-def table_rows(stdout: str) -> list:
-    """The cells of each body row of a markdown table."""
-    lines = [line for line in stdout.splitlines() if line.startswith('|')]
-    return [[cell.strip() for cell in re.split(r'(?<!\\)\|', line)[1:-1]]
-            for line in lines[2:]]
-
-
-def fps_cell(fps: float, label: str) -> str:
-    """An fps cell as the zoo prints it: one decimal, two below 10 fps (CPU
-    speeds), then the device it was measured on."""
-    return f'{fps:.{1 if fps >= 10 else 2}f} ({label})'
+def body(rows: list) -> list:
+    """A table's rows below its header and rule."""
+    return rows[2:]
 
 
 def facts(work_dir) -> dict:
@@ -52,14 +43,15 @@ def facts(work_dir) -> dict:
         ])
 
 
-def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path):
+def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path,
+                                          table_rows, fps_cell):
     metafile = tmp_path / 'metafile.yml'
     # An entry of another model, which an update must keep.
     metafile.write_text(
         yaml.safe_dump(dict(Models=[dict(Name='other', Results=[])])))
     result = call_tool(TABLE, runs[FASTER], runs[MASK], '--metafile', metafile)
     assert result.returncode == 0, result.stderr
-    rows = table_rows(result.stdout)
+    rows = body(table_rows(result.stdout))
     assert len(rows) == 2
     models = {
         m['Name']: m
@@ -113,10 +105,10 @@ def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path):
             resolution='({1},{0})'.format(*got['input_shape']))
 
 
-def test_compare_adds_reference_and_difference(call_tool, runs):
+def test_compare_adds_reference_and_difference(call_tool, runs, table_rows):
     result = call_tool(TABLE, runs[MASK], '--compare')
     assert result.returncode == 0, result.stderr
-    _, _, _, memory, fps, box, mask, _, _ = table_rows(result.stdout)[0]
+    _, _, _, memory, fps, box, mask, _, _ = body(table_rows(result.stdout))[0]
     if memory.startswith('–'):  # mmengine logs GPU memory only
         assert memory == '– (ref 7.9)'
     else:
@@ -129,21 +121,22 @@ def test_compare_adds_reference_and_difference(call_tool, runs):
     assert mask == f'{value:.1f} (ref 38.7, Δ {value - 38.7:+.1f})'
 
 
-def test_missing_pieces_show_a_dash_and_say_why(call_tool, runs, tmp_path):
+def test_missing_pieces_show_a_dash_and_say_why(call_tool, runs, tmp_path,
+                                                table_rows):
     work_dir = tmp_path / 'copy'
     shutil.copytree(runs[FASTER], work_dir)
     (work_dir / 'benchmark.json').unlink()
     (work_dir / 'metrics.json').unlink()
     result = call_tool(TABLE, work_dir)
     assert result.returncode == 0, result.stderr
-    _, _, _, _, fps, box, _, _, _ = table_rows(result.stdout)[0]
+    _, _, _, _, fps, box, _, _, _ = body(table_rows(result.stdout))[0]
     assert (fps, box) == ('–', '–')
     assert 'Inf time (fps) –: no benchmark.json' in result.stderr
     assert 'box AP –: no metrics.json' in result.stderr
 
 
 def test_readme_and_metafile_hold_the_generated_reference(
-        call_tool, repo, tmp_path):
+        call_tool, repo, tmp_path, table_rows, fps_cell):
     speed_dir = repo / 'docs' / 'zoo_speed'
     result = call_tool(TABLE, '--reference', '--speed-from', speed_dir,
                        '--metafile', tmp_path / 'metafile.yml')
@@ -151,7 +144,7 @@ def test_readme_and_metafile_hold_the_generated_reference(
     assert result.stdout.strip() in (repo / 'README.md').read_text()
     assert (tmp_path / 'metafile.yml').read_text() == \
         (repo / 'metafile.yml').read_text()
-    rows = table_rows(result.stdout)
+    rows = body(table_rows(result.stdout))
     assert [row[5] for row in rows] == \
         ['43.0', '43.6', '45.7', '46.4', '47.5']
     # Every reference config's fps was measured by benchmark.py; each cell
@@ -163,7 +156,8 @@ def test_readme_and_metafile_hold_the_generated_reference(
         assert row[4] == fps_cell(bench['fps'], bench['hardware'])
 
 
-def test_speed_from_fills_the_reference_fps(call_tool, runs, tmp_path):
+def test_speed_from_fills_the_reference_fps(call_tool, runs, tmp_path,
+                                            table_rows, fps_cell):
     speed_dir = tmp_path / 'speed'
     (speed_dir / 'mask_rcnn_r2_101_fpn_2x').mkdir(parents=True)
     bench = json.loads((runs[MASK] / 'benchmark.json').read_text())
@@ -174,7 +168,7 @@ def test_speed_from_fills_the_reference_fps(call_tool, runs, tmp_path):
     result = call_tool(TABLE, '--reference', '--speed-from', speed_dir,
                        '--metafile', tmp_path / 'metafile.yml')
     assert result.returncode == 0, result.stderr
-    fps = {row[7]: row[4] for row in table_rows(result.stdout)}
+    fps = {row[7]: row[4] for row in body(table_rows(result.stdout))}
     assert fps.pop(f'[mask_rcnn_r2_101_fpn_2x]({MASK})') == fps_cell(
         bench['fps'], f'{bench["hardware"]}, fused BN, channels-last')
     assert set(fps.values()) == {'–'}  # the others were not measured

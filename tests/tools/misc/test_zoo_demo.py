@@ -60,7 +60,8 @@ def test_a_failing_step_names_itself(call_tool, tiny_demo_data, tmp_path,
     user_error(result, 'step 1, tools/train.py, failed (exit 2)')
 
 
-def test_readme_shows_the_demo_table_of_the_five_configs(repo):
+def test_readme_shows_the_demo_table_of_the_five_configs(
+        repo, table_rows, fps_cell):
     """The README's demo-data table: a row per reference config, in order,
     whose cells are what benchmark_table.py prints for a CPU run."""
     readme = (repo / 'README.md').read_text()
@@ -68,19 +69,17 @@ def test_readme_shows_the_demo_table_of_the_five_configs(repo):
     section = section.split('\n#')[0]
     assert '**Demo data, not COCO.**' in section
     assert 'python tools/misc/zoo_demo.py' in section
-    rows = [[cell.strip() for cell in re.split(r'(?<!\\)\|', line)[1:-1]]
-            for line in section.splitlines() if line.startswith('| R2-101')]
+    rows = table_rows(section, '| R2-101')
     assert len(rows) == len(REFERENCE)
     for row, reference in zip(rows, REFERENCE):
         backbone, style, schedule, memory, fps, box, mask, config, _ = row
         assert config == f'[{reference.name}]({reference.config})'
         assert (backbone, style, schedule, memory) == ('R2-101', 'pytorch',
                                                        '1e', '–')
-        # Labelled with the CPU it was measured on; one decimal, two below
-        # 10 fps.
-        value, decimals = re.fullmatch(r'(\d+\.(\d+)) \(.+ CPU, \d+ threads\)',
-                                       fps).groups()
-        assert len(decimals) == (1 if float(value) >= 10 else 2), fps
+        # Labelled with the CPU it was measured on, in the zoo's decimals.
+        value, label = re.fullmatch(r'(\d+\.\d+) \((.+ CPU, \d+ threads)\)',
+                                    fps).groups()
+        assert fps == fps_cell(float(value), label)
         assert float(value) > 0
         assert 0 <= float(box) <= 100
         if reference.mask_ap is None:
@@ -89,14 +88,8 @@ def test_readme_shows_the_demo_table_of_the_five_configs(repo):
             assert 0 <= float(mask) <= 100
 
 
-def table_rows(stdout: str) -> list:
-    """The cells of each line of the markdown table in ``stdout``."""
-    return [[cell.strip() for cell in re.split(r'(?<!\\)\|', line)[1:-1]]
-            for line in stdout.splitlines() if line.startswith('|')]
-
-
 def test_a_second_run_does_only_what_is_left(zoo_demo, call_tool,
-                                             tiny_demo_data):
+                                             tiny_demo_data, table_rows):
     """Finished runs are kept (zoo_slurm.py's rule too): only the table."""
 
     def files() -> dict:

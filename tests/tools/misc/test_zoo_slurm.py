@@ -51,12 +51,6 @@ def _in(args: List[str], **paths: str) -> List[str]:
     return [paths.get(arg, arg) for arg in args]
 
 
-def _rows(table: str) -> List[List[str]]:
-    """The cells of each model row of a printed model-zoo table."""
-    return [[cell.strip() for cell in line.strip('| ').split(' | ')]
-            for line in table.splitlines() if line.startswith('| R2-101')]
-
-
 def _wait_for(path: Path, job: subprocess.Popen, timeout: float = 600):
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -66,7 +60,8 @@ def _wait_for(path: Path, job: subprocess.Popen, timeout: float = 600):
 
 
 @pytest.mark.slurm
-def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path):
+def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
+                                    table_rows):
     env, commands = readme_commands(repo)
     submit, status, gather = commands
     assert (submit[0], status[0], gather[0]) == ('submit', 'status', 'gather')
@@ -123,7 +118,7 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path):
     assert gathered.returncode == 0, gathered.stderr[-3000:]
     assert f'{MASK}: every number –: job {cut["job_id"]} ended and the run ' \
         'is cut off in training, after epoch_1.pth' in gathered.stderr
-    rows = _rows(gathered.stdout)
+    rows = table_rows(gathered.stdout, '| R2-101')
     assert len(rows) == 2
     assert rows[1][3:7] == ['–'] * 4 and rows[1][8] == '–'
     assert rows[1][7] == f'[{MASK}](configs/{MASK}.py)'
@@ -168,7 +163,7 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path):
     assert len(published) == 2
     meta = yaml.safe_load((work / 'metafile.yml').read_text())
     models = {m['Name']: m for m in meta['Models']}
-    rows = _rows(gathered.stdout)
+    rows = table_rows(gathered.stdout, '| R2-101')
     assert len(rows) == 2
     for name, cells in zip((FASTER, MASK), rows):
         path, = (p for p in published if p.name.startswith(f'{name}_demo-'))
