@@ -277,8 +277,9 @@ def load_config(path: str,
         raise UserError(f'cannot read config {path}: '
                         f'{type(err).__name__}: {first}') from err
     # The config text without yapf: mmengine formats it afresh each time a
-    # run logs, dumps or checkpoints it, 0.3-1 s a time (2-5 s of a tool's
-    # start on a CPU); unformatted it is the same Python, a key a line.
+    # run logs, dumps or checkpoints it, 0.3-1 s a time (1-3 s of a train.py
+    # or test.py run on a CPU); unformatted it is the same Python, a key a
+    # line.
     # fromfile ignores its format_python_code for plain config files
     # (mmengine 0.10.7), so the Config is made again with it.
     cfg = Config(
