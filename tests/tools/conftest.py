@@ -30,10 +30,12 @@ class ZooDemo(NamedTuple):
         root: Its ``--work-dir``.
         result: The process: its table on stdout.
         work_dirs: The work dir of each config, by config path.
+        args: Its arguments after ``--configs CONFIG...``.
     """
     root: Path
     result: subprocess.CompletedProcess
     work_dirs: Dict[str, Path]
+    args: tuple
 
 
 @pytest.fixture(scope='session')
@@ -42,14 +44,15 @@ def zoo_demo(tmp_path_factory, run_tool, tiny_demo_data) -> ZooDemo:
     train.py (one step), test.py and benchmark.py into a work dir each, then
     benchmark_table.py over them."""
     root = tmp_path_factory.mktemp('zoo_demo')
-    result = run_tool('misc/zoo_demo.py', '--configs', FASTER, MASK, '--data',
-                      tiny_demo_data, '--work-dir', root, '--scale', 160,
-                      '--train-images', 2, '--test-images', 2, '--warmup', 1)
+    # The tiny data at the tools' smallest default size, one warm-up image.
+    args = ('--data', tiny_demo_data, '--work-dir', root, '--scale', 128,
+            '--train-images', 2, '--test-images', 2, '--warmup', 1)
+    result = run_tool('misc/zoo_demo.py', '--configs', FASTER, MASK, *args)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     return ZooDemo(
         root, result,
         {config: root / Path(config).stem
-         for config in (FASTER, MASK)})
+         for config in (FASTER, MASK)}, args)
 
 
 @pytest.fixture(scope='session')
@@ -191,7 +194,16 @@ def _alive(pid: int) -> bool:
 
 
 def _pid(path: Path) -> int:
-    _wait(path.exists, f'{path} to be written')
+    """The pid a daemon writes to ``path``: the daemon creates the file
+    before it writes the number, so an empty file means "not yet"."""
+
+    def written() -> bool:
+        try:
+            return path.read_text().strip().isdigit()
+        except FileNotFoundError:
+            return False
+
+    _wait(written, f'{path} to be written')
     return int(path.read_text().strip())
 
 

@@ -89,7 +89,7 @@ def test_readme_shows_the_demo_table_of_the_five_configs(
 
 
 def test_a_second_run_does_only_what_is_left(zoo_demo, call_tool,
-                                             tiny_demo_data, table_rows):
+                                             table_rows):
     """Finished runs are kept (zoo_slurm.py's rule too): only the table."""
 
     def files() -> dict:
@@ -100,10 +100,7 @@ def test_a_second_run_does_only_what_is_left(zoo_demo, call_tool,
         }
 
     before = files()
-    again = call_tool(TOOL, '--configs', *zoo_demo.work_dirs, '--data',
-                      tiny_demo_data, '--work-dir', zoo_demo.root, '--scale',
-                      160, '--train-images', 2, '--test-images', 2, '--warmup',
-                      1)
+    again = call_tool(TOOL, '--configs', *zoo_demo.work_dirs, *zoo_demo.args)
     assert again.returncode == 0, again.stderr[-3000:]
     for config, work_dir in zoo_demo.work_dirs.items():
         assert f'{work_dir.name}: finished (trained, tested, benchmarked) ' \
