@@ -88,8 +88,7 @@ def test_readme_shows_the_demo_table_of_the_five_configs(
             assert 0 <= float(mask) <= 100
 
 
-def test_a_second_run_does_only_what_is_left(zoo_demo, call_tool,
-                                             table_rows):
+def test_a_second_run_does_only_what_is_left(zoo_demo, call_tool, table_rows):
     """Finished runs are kept (zoo_slurm.py's rule too): only the table."""
 
     def files() -> dict:
