@@ -2,8 +2,8 @@
 """Fixtures shared by the tests: generated data and running the tools."""
 import contextlib
 import hashlib
-import importlib.util
 import io
+import json
 import os
 import re
 import runpy
@@ -14,7 +14,6 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from types import ModuleType
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import pytest
@@ -22,8 +21,9 @@ import torch
 from filelock import FileLock
 from mmengine.config import Config
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from projects.res2net.demo_data import generate_demo_dataset
+from projects.res2net.datasets.demo_data import generate_demo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
@@ -357,24 +357,6 @@ def fps_cell() -> Callable[[float, str], str]:
     return _fps_cell
 
 
-@pytest.fixture(scope='session')
-def load_tool() -> Callable[[str], ModuleType]:
-    """``load_tool('analysis_tools/x.py')``: a tool script as a module.
-
-    tools/ is not a package; this imports the file itself, for tests of a
-    tool's functions in-process.
-    """
-
-    def load(tool: str) -> ModuleType:
-        path = REPO / 'tools' / tool
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load
-
-
 def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every parameter and BN statistic a distinct random value."""
     gen = torch.Generator().manual_seed(seed)
@@ -393,6 +375,78 @@ def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
 def randomise() -> Callable[..., nn.Module]:
     """Fill a model with random weights in place and return it."""
     return _randomise
+
+
+def _condition_detector(model: nn.Module) -> nn.Module:
+    """Weights whose detections are distinct, and BNs that fusing changes.
+
+    On mmdet's initialisation (``build_detector`` gives a model without a
+    checkpoint that), random BN statistics and affine terms (at their
+    defaults fusing would change almost nothing), and class logits
+    scaled up so that the scores spread over (0, 1) instead of all staying
+    under the score threshold (or, with ``randomise``, all saturating at
+    1.0, where NMS breaks ties arbitrarily).
+    """
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=gen) / 10)
+                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                module.weight.add_(torch.randn(n, generator=gen) / 10)
+                module.bias.copy_(torch.randn(n, generator=gen) / 10)
+        model.roi_head.bbox_head.fc_cls.weight.mul_(10)
+    return model
+
+
+@pytest.fixture(scope='session')
+def condition_detector() -> Callable[[nn.Module], nn.Module]:
+    """Condition a freshly built detector in place for the deploy-form
+    speed tests (see :func:`_condition_detector`) and return it."""
+    return _condition_detector
+
+
+def _write_log(work_dir, stamp='20240101_000000', lines=None):
+    """A scalars.json as mmengine writes it, under ``work_dir``."""
+    if lines is None:
+        lines = [
+            dict(lr=0.01, loss=2.0 - 0.1 * i, loss_cls=1.0, iter=i, step=i)
+            for i in range(10, 110, 10)
+        ]
+        # mmengine logs a validation with step=epoch: 0 in an iteration
+        # based run.
+        lines.insert(5, {'coco/bbox_mAP': 0.1, 'time': 0.3, 'step': 0})
+        lines.append({'coco/bbox_mAP': 0.2, 'time': 0.3, 'step': 0})
+    path = work_dir / stamp / 'vis_data' / 'scalars.json'
+    path.parent.mkdir(parents=True)
+    path.write_text(''.join(json.dumps(line) + '\n' for line in lines))
+    return path
+
+
+@pytest.fixture(scope='session')
+def write_log() -> Callable[..., Path]:
+    """``write_log(work_dir, stamp, lines)``: see :func:`_write_log`."""
+    return _write_log
+
+
+def _val_images(data_root):
+    """The validation images with their ground-truth boxes, most objects
+    first."""
+    coco = json.loads(
+        (data_root / 'annotations' / 'instances_val2017.json').read_text())
+    boxes = {image['id']: [] for image in coco['images']}
+    for ann in coco['annotations']:
+        boxes[ann['image_id']].append(ann['bbox'])
+    images = [(data_root / 'val2017' / image['file_name'], boxes[image['id']],
+               (image['height'], image['width'])) for image in coco['images']]
+    return sorted(images, key=lambda item: -len(item[1]))
+
+
+@pytest.fixture(scope='session')
+def val_images() -> Callable[[Path], list]:
+    """``val_images(data_root)``: see :func:`_val_images`."""
+    return _val_images
 
 
 def free_port() -> int:
@@ -505,7 +559,7 @@ def _make_demo_run(config: Config, data: Path,
     why)``, or ``(None, why not)``.
     """
     from projects.res2net.errors import UserError
-    from projects.res2net.preflight import read_checkpoint
+    from projects.res2net.models.checkpoint import read_checkpoint
 
     work_dir = REPO / _makefile_variable('DEMO_WORK_DIR')
     iters = config.train_cfg.max_iters
@@ -516,8 +570,9 @@ def _make_demo_run(config: Config, data: Path,
             checkpoint.resolve() or not checkpoint.is_file():
         return None, f'no finished `make demo` run in {work_dir}'
     try:
-        meta = read_checkpoint(str(checkpoint), 'checkpoint',
-                               'train again').get('meta', {})
+        meta = read_checkpoint(
+            str(checkpoint), what='checkpoint',
+            fix='train again').get('meta', {})
     except UserError as err:
         return None, str(err)
     if meta.get('iter') != iters or _run_config(meta.get(

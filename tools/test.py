@@ -16,14 +16,16 @@ from mmdet.evaluation import DumpDetResults
 from mmengine.config import ConfigDict
 from mmengine.dist import is_main_process
 
-from projects.res2net.cli import (ap_table, build_runner, check_data,
-                                  config_from_args, make_parser, parse_cli,
-                                  run_tool, write_json)
-from projects.res2net.dataset_check import check_config, skipped_lines
+from projects.res2net.datasets.dataset_check import check_config, skipped_lines
+from projects.res2net.engine.cli import (ap_table, build_runner, check_data,
+                                         config_from_args, make_parser,
+                                         parse_cli, run_tool)
+from projects.res2net.engine.fileio import write_json
+from projects.res2net.engine.preflight import (build_model, check_types,
+                                               check_weights, config_errors,
+                                               removed_on_early_failure)
 from projects.res2net.errors import UserError
-from projects.res2net.preflight import (build_model, check_types,
-                                        check_weights, config_errors,
-                                        removed_on_early_failure)
+from projects.res2net.paths import METRICS_JSON
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,7 +50,7 @@ def parse_args() -> argparse.Namespace:
         '--deploy',
         action='store_true',
         help='test the deploy form: BN folded into the convs, channels-last '
-        '(projects/res2net/deploy.py)')
+        '(projects/res2net/models/deploy.py)')
     return parse_cli(parser)
 
 
@@ -115,7 +117,7 @@ def main() -> None:
         metrics = runner.test()
 
     if is_main_process():
-        path = osp.join(cfg.work_dir, 'metrics.json')
+        path = osp.join(cfg.work_dir, METRICS_JSON)
         write_json(
             path,
             dict(

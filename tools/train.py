@@ -12,16 +12,16 @@ import os.path as osp
 from mmengine.device import get_device
 from mmengine.dist import is_main_process
 
-from projects.res2net.cli import (build_runner, check_data, config_from_args,
-                                  make_parser, parse_cli, require_file,
-                                  run_tool)
-from projects.res2net.dataset_check import check_config, skipped_lines
+from projects.res2net.datasets.dataset_check import check_config, skipped_lines
+from projects.res2net.engine.cli import (build_runner, check_data,
+                                         config_from_args, make_parser,
+                                         parse_cli, require_file, run_tool)
+from projects.res2net.engine.fileio import ATOMIC_BACKEND_ARGS
+from projects.res2net.engine.preflight import (build_model, check_load_from,
+                                               check_types, config_errors,
+                                               latest_checkpoint, read_resume,
+                                               removed_on_early_failure)
 from projects.res2net.errors import UserError
-from projects.res2net.fileio import ATOMIC_BACKEND_ARGS
-from projects.res2net.preflight import (build_model, check_load_from,
-                                        check_types, config_errors,
-                                        latest_checkpoint, read_resume,
-                                        removed_on_early_failure)
 
 
 def parse_args() -> argparse.Namespace:
@@ -109,7 +109,7 @@ def main() -> None:
     checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if checkpoint_hook is not None and not checkpoint_hook.get(
             'backend_args') and not checkpoint_hook.get('out_dir'):
-        # Each checkpoint whole or absent (projects/res2net/fileio.py).
+        # Each checkpoint whole or absent (projects/res2net/engine/fileio.py).
         checkpoint_hook.backend_args = dict(ATOMIC_BACKEND_ARGS)
 
     with removed_on_early_failure(cfg.work_dir), config_errors(cfg):

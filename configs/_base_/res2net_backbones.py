@@ -2,9 +2,9 @@
 # Res2Net config loads with them.
 # Leaf configs pick one: model = dict(backbone=_base_.res2net101_backbone).
 custom_imports = dict(imports=['projects.res2net'], allow_failed_imports=False)
-# Training hooks (projects/res2net/hooks.py): a resumed run continues exactly
-# as the killed one would have; a NaN or infinite loss stops the run, naming
-# the iteration and the loss term, before a checkpoint is written.
+# Training hooks (projects/res2net/engine/hooks.py): a resumed run continues
+# exactly as the killed one would have; a NaN or infinite loss stops the run,
+# naming the iteration and the loss term, before a checkpoint is written.
 custom_hooks = [dict(type='ExactResumeHook'), dict(type='FiniteLossHook')]
 
 # Res2Net-v1b-101 26w×4s from its ImageNet weights ("v1d" in mmdet's names),

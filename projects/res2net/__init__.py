@@ -8,11 +8,10 @@ mmengine's ``HOOKS`` and :class:`AtomicLocalBackend` among mmengine's file
 backends, and lets torch's weights-only loader read the
 checkpoints that mmengine writes.
 """
-from .backbone import Bottle2neck, Res2NetBackbone
-from .checkpoint import allow_mmengine_checkpoints
-from .deploy import DeployHook
-from .fileio import AtomicLocalBackend
-from .hooks import ExactResumeHook, FiniteLossHook
+from .engine import (AtomicLocalBackend, DeployHook, ExactResumeHook,
+                     FiniteLossHook)
+from .models import Bottle2neck, Res2NetBackbone
+from .models.checkpoint import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 

@@ -25,3 +25,7 @@ class CheckpointError(UserError):
 
 class CheckpointMismatch(CheckpointError):
     """A checkpoint whose keys or shapes are not the model's."""
+
+
+class NonFiniteLoss(UserError):
+    """Training diverged: a loss term is NaN or infinite."""

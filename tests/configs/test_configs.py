@@ -9,7 +9,7 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
-from projects.res2net.zoo import demo_run_options
+from projects.res2net.zoo.table import demo_run_options
 
 # Our config -> (the model-zoo config of the same detector in mmdet,
 #                epochs, lr steps, evaluated tasks).

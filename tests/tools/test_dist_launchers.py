@@ -14,7 +14,7 @@ from statistics import mean
 
 import pytest
 
-from projects.res2net.demo_data import generate_demo_dataset
+from projects.res2net.datasets.demo_data import generate_demo_dataset
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 

@@ -235,7 +235,8 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
         process.kill()  # SIGKILL: no handler runs
         process.wait()
     assert not (killed / 'iter_4.pth').exists()  # killed between the two
-    # Checkpoints are saved whole or not at all (projects/res2net/fileio.py).
+    # Checkpoints are saved whole or not at all
+    # (projects/res2net/engine/fileio.py).
     dumped = Config.fromfile(killed / 'faster_rcnn_r2_50_fpn_demo.py')
     assert dumped.default_hooks.checkpoint.backend_args == dict(
         backend='atomic_local')
@@ -438,11 +439,10 @@ def test_skipped_annotations_are_counted_in_the_log(call_tool, tiny_demo_data,
             f'{first})') in result.stdout + result.stderr
 
 
-def test_partial_load_on_purpose(call_tool, tiny_demo_data, tmp_path, quick,
-                                 load_tool):
+def test_partial_load_on_purpose(call_tool, tiny_demo_data, tmp_path, quick):
     # The demo detector's weights with its classifier for another class
     # count: all but the box head's last layers fit.
-    from projects.res2net.cli import build_detector, load_config
+    from projects.res2net.engine.cli import build_detector, load_config
     cfg = load_config(DEMO)
     cfg.model.roi_head.bbox_head.num_classes = 5
     state = build_detector(cfg).state_dict()

@@ -21,10 +21,10 @@ labelled with the device it was measured on.
 import argparse
 import sys
 
-from projects.res2net.cli import run_tool, tool_parser
+from projects.res2net.engine.cli import run_tool, tool_parser
 from projects.res2net.errors import UserError
-from projects.res2net.zoo import (format_table, missing_lines, read_run,
-                                  reference_rows, update_metafile)
+from projects.res2net.zoo.table import (format_table, missing_lines, read_run,
+                                        reference_rows, update_metafile)
 
 
 def parse_args() -> argparse.Namespace:

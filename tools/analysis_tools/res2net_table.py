@@ -13,8 +13,9 @@ import logging
 
 from mmengine.logging import MMLogger
 
-from projects.res2net.cli import run_tool, tool_parser
-from projects.res2net.variants import VARIANTS, measure, variant_kwargs
+from projects.res2net.engine.cli import run_tool, tool_parser
+from projects.res2net.models.variants import (VARIANTS, measure_size,
+                                              variant_kwargs)
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,7 +42,7 @@ def main() -> None:
     print('| variant | params (M) | MACs (G) |')
     print('|---|---|---|')
     for name in args.variants:
-        params, macs = measure(name, args.image_size)
+        params, macs = measure_size(name, args.image_size)
         print(f'| {name} | {params:.2f} | {macs:.2f} |', flush=True)
 
 

@@ -8,7 +8,7 @@ large sizes, and the problems found, with their counts and first ids.
 Problems that would stop ``tools/train.py`` are marked STOP; annotations
 mmdet drops by design are marked skip. ``--images`` also decodes every
 image, which the training tools' own quick check (the same code,
-``projects/res2net/dataset_check.py``) leaves out.
+``projects/res2net/datasets/dataset_check.py``) leaves out.
 
 Exit status: 0 when nothing stops training, 2 otherwise.
 
@@ -18,10 +18,11 @@ Example:
 """
 import argparse
 
-from projects.res2net.cli import (add_cfg_options, check_data, load_config,
-                                  run_tool, tool_parser)
-from projects.res2net.dataset_check import (check_split, dataset_configs,
-                                            format_report)
+from projects.res2net.datasets.dataset_check import (check_split,
+                                                     dataset_configs,
+                                                     format_report)
+from projects.res2net.engine.cli import (add_cfg_options, check_data,
+                                         load_config, run_tool, tool_parser)
 from projects.res2net.errors import UserError
 
 SPLITS = {
@@ -67,7 +68,7 @@ def main() -> None:
         seen[key] = loader
         report = check_split(dataset, loader, images=args.images)
         print(format_report(report))
-        stops += len(report.stops()) + (report.images_kept == 0)
+        stops += len(report.stops())
     if not seen:
         raise UserError(f'{args.config} has no annotated dataset in '
                         f'{", ".join(loaders)}')

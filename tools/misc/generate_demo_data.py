@@ -2,7 +2,7 @@
 """Generate the synthetic COCO-format demo dataset.
 
 Thin command-line wrapper over
-:func:`projects.res2net.demo_data.generate_demo_dataset`.
+:func:`projects.res2net.datasets.demo_data.generate_demo_dataset`.
 """
 import argparse
 import sys
@@ -86,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Imported only now: importing ``projects.res2net`` runs the package
     # ``__init__`` (which registers the backbone, importing torch and mmdet),
     # so ``--help`` and usage errors stay instant.
-    from projects.res2net.demo_data import generate_demo_dataset
+    from projects.res2net.datasets.demo_data import generate_demo_dataset
     try:
         summary = generate_demo_dataset(
             args.out,

@@ -18,8 +18,8 @@ Example:
 import argparse
 import os.path as osp
 
-from projects.res2net.cli import load_config, run_tool, tool_parser
-from projects.res2net.publish import publish
+from projects.res2net.engine.cli import load_config, run_tool, tool_parser
+from projects.res2net.zoo.publish import publish
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,11 +17,12 @@ import os.path as osp
 
 import torch
 
-from projects.res2net.backbone import Res2NetBackbone
-from projects.res2net.checkpoint import check_fits, read_state_dict
-from projects.res2net.cli import run_tool, tool_parser, write_atomically
-from projects.res2net.convert import from_backbone, to_backbone
-from projects.res2net.variants import VARIANTS, variant_kwargs
+from projects.res2net.engine.cli import run_tool, tool_parser
+from projects.res2net.engine.fileio import write_atomically
+from projects.res2net.models.backbone import Res2NetBackbone
+from projects.res2net.models.checkpoint import check_fits, read_state_dict
+from projects.res2net.models.convert import from_backbone, to_backbone
+from projects.res2net.models.variants import VARIANTS, variant_kwargs
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,37 +1,18 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""tools/analysis_tools/analyze_logs.py on the logs that training writes."""
-import json
+"""tools/analysis_tools/analyze_logs.py on the logs that training writes, as
+a user runs it: its arguments, output, exit status and files.
+
+Finding and reading the logs is tested in
+tests/projects/res2net/analysis/test_curves.py and
+tests/projects/res2net/engine/test_logs.py.
+"""
 
 import numpy as np
-import pytest
 from matplotlib.image import imread
 
 TOOL = 'analysis_tools/analyze_logs.py'
 BLUE = (0x1f, 0x77, 0xb4)  # matplotlib's first two line colours
 ORANGE = (0xff, 0x7f, 0x0e)
-
-
-@pytest.fixture(scope='module')
-def tool(load_tool):
-    """The tool as a module, for its functions."""
-    return load_tool(TOOL)
-
-
-def write_log(work_dir, stamp='20240101_000000', lines=None):
-    """A scalars.json as mmengine writes it, under ``work_dir``."""
-    if lines is None:
-        lines = [
-            dict(lr=0.01, loss=2.0 - 0.1 * i, loss_cls=1.0, iter=i, step=i)
-            for i in range(10, 110, 10)
-        ]
-        # mmengine logs a validation with step=epoch: 0 in an iteration
-        # based run.
-        lines.insert(5, {'coco/bbox_mAP': 0.1, 'time': 0.3, 'step': 0})
-        lines.append({'coco/bbox_mAP': 0.2, 'time': 0.3, 'step': 0})
-    path = work_dir / stamp / 'vis_data' / 'scalars.json'
-    path.parent.mkdir(parents=True)
-    path.write_text(''.join(json.dumps(line) + '\n' for line in lines))
-    return path
 
 
 def color_share(image, rgb):
@@ -40,7 +21,8 @@ def color_share(image, rgb):
     return near.mean()
 
 
-def test_plot_curve_overlays_runs(call_tool, trained_demo, tmp_path):
+def test_plot_curve_overlays_runs(call_tool, trained_demo, tmp_path,
+                                  write_log):
     other = tmp_path / 'other_run'
     write_log(other)
     out = tmp_path / 'curves' / 'curve.png'
@@ -57,7 +39,8 @@ def test_plot_curve_overlays_runs(call_tool, trained_demo, tmp_path):
     assert color_share(image, ORANGE) > 0.001
 
 
-def test_legend_names_and_single_key(call_tool, tmp_path, user_error):
+def test_legend_names_and_single_key(call_tool, tmp_path, user_error,
+                                     write_log):
     write_log(tmp_path / 'a')
     write_log(tmp_path / 'b')
     out = tmp_path / 'lr.png'
@@ -69,36 +52,6 @@ def test_legend_names_and_single_key(call_tool, tmp_path, user_error):
                        '--legend', 'A', 'B', 'C', '--out', tmp_path / 'x.png')
     user_error(result, '--legend has 3 names')
     assert not (tmp_path / 'x.png').exists()
-
-
-def test_validation_is_placed_after_its_training_iterations(tool, tmp_path):
-    run = tool.load_runs([str(write_log(tmp_path / 'wd'))])[0]
-    assert run.name == 'wd'
-    key = tool.resolve_key('bbox_mAP', run)
-    assert key == 'coco/bbox_mAP'
-    assert tool.series(run, key) == ([50, 100], [0.1, 0.2])
-    assert tool.series(run, 'loss')[0] == list(range(10, 110, 10))
-
-
-def test_a_work_dir_means_its_newest_run(tool, tmp_path):
-    write_log(tmp_path / 'wd', '20240101_000000')
-    newest = write_log(tmp_path / 'wd', '20240102_000000')
-    (tmp_path / 'wd' / '20240103_000000').mkdir()  # a test run: no scalars
-    assert tool.find_log(str(tmp_path / 'wd')) == str(newest)
-    assert tool.find_log(str(newest.parents[1])) == str(newest)
-    names = [
-        run.name for run in tool.load_runs(
-            [str(tmp_path / 'wd'),
-             str(tmp_path / 'wd' / '20240101_000000')])
-    ]
-    assert names == ['wd/20240102_000000', 'wd/20240101_000000']
-
-
-def test_a_line_being_written_is_skipped(tool, tmp_path):
-    path = write_log(tmp_path / 'wd')
-    with open(path, 'a') as f:
-        f.write('{"lr": 0.01, "lo')
-    assert len(tool.load_records(str(path))) == 12
 
 
 def test_missing_log(call_tool, tmp_path, user_error):
@@ -114,7 +67,7 @@ def test_missing_log(call_tool, tmp_path, user_error):
 
 
 def test_unknown_key_names_the_keys_the_log_has(call_tool, tmp_path,
-                                                user_error):
+                                                user_error, write_log):
     good = write_log(tmp_path / 'a')
     write_log(tmp_path / 'b', lines=[dict(lr=0.01, loss=1.0, step=1)])
     out = tmp_path / 'curve.png'
@@ -125,7 +78,7 @@ def test_unknown_key_names_the_keys_the_log_has(call_tool, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'b']
 
 
-def test_cal_train_time(call_tool, tmp_path):
+def test_cal_train_time(call_tool, tmp_path, write_log):
     lines = [
         dict(lr=0.01, loss=1.0, time=t, step=s)
         for s, t in ((10, 5.0), (20, 1.0), (30, 3.0))

@@ -1,16 +1,14 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """tools/analysis_tools/benchmark.py: the JSON, the summary, the options."""
-import copy
 import json
 import re
 
 import pytest
 import torch
-from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from projects.res2net.cli import load_config
-from projects.res2net.speed import describe_device
+from projects.res2net.analysis.speed import describe_device
+from projects.res2net.engine.cli import build_detector, load_config
 
 TOOL = 'analysis_tools/benchmark.py'
 DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
@@ -24,29 +22,6 @@ SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
                      r'after (\d+) warm-up')
 # 100 proposals instead of 1000: the box head dominates on a CPU.
 FAST = {'model.test_cfg.rpn.max_per_img': 100}
-
-
-def _conditioned(model: nn.Module) -> nn.Module:
-    """Weights whose detections are distinct, and BNs that fusing changes.
-
-    On mmdet's initialisation (``build_detector`` gives a model without a
-    checkpoint that), random BN statistics and affine terms (at their
-    defaults fusing would change almost nothing), and class logits
-    scaled up so that the scores spread over (0, 1) instead of all staying
-    under the score threshold (or, with ``randomise``, all saturating at
-    1.0, where NMS breaks ties arbitrarily).
-    """
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, _BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=gen) / 10)
-                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                module.weight.add_(torch.randn(n, generator=gen) / 10)
-                module.bias.copy_(torch.randn(n, generator=gen) / 10)
-        model.roi_head.bbox_head.fc_cls.weight.mul_(10)
-    return model
 
 
 def _check_json(data: dict, stdout: str, num_images: int, warmup: int):
@@ -94,9 +69,9 @@ def test_random_weights(run_tool, tiny_demo_data, quick, tmp_path):
 
 
 def test_checkpoint_fused_channels_last(run_tool, repo, tiny_demo_data, quick,
-                                        tmp_path, load_tool):
+                                        condition_detector, tmp_path):
     cfg = load_config(str(repo / DEMO_CONFIG))
-    model = _conditioned(load_tool(TOOL).build_detector(cfg))
+    model = condition_detector(build_detector(cfg))
     checkpoint = tmp_path / 'weights.pth'
     torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
     batch_norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
@@ -117,37 +92,6 @@ def test_checkpoint_fused_channels_last(run_tool, repo, tiny_demo_data, quick,
     # Res2Net's split-conv BNs too, which mmcv's fuse_conv_bn skips.
     assert f'fused {batch_norms} BatchNorm layers into convs (0 left)' \
         in result.stdout
-
-
-def test_fused_and_channels_last_detect_the_same(repo, tiny_demo_data,
-                                                 load_tool):
-    tool = load_tool(TOOL)
-    cfg = load_config(
-        str(repo / DEMO_CONFIG), dict(data_root=f'{tiny_demo_data}/', **FAST))
-    base = _conditioned(tool.build_detector(cfg))
-    batches = list(tool.build_test_loader(cfg))
-
-    def detect(fuse: bool, channels_last: bool) -> list:
-        model, report = tool.prepare(
-            copy.deepcopy(base), 'cpu', fuse, channels_last)
-        assert report.left == 0 if fuse else report.folded == 0
-        with torch.no_grad():
-            return [
-                tool.inference_step(model, data, channels_last)[0]
-                for data in batches
-            ]
-
-    reference = detect(False, False)
-    assert all(len(r.pred_instances) > 10 for r in reference)
-    for fuse, channels_last in ((True, False), (False, True), (True, True)):
-        for ref, res in zip(reference, detect(fuse, channels_last)):
-            ref, res = ref.pred_instances, res.pred_instances
-            assert torch.equal(res.labels, ref.labels)
-            # Float rounding only: 1e-6 of a score, 1e-4 of a pixel here.
-            torch.testing.assert_close(
-                res.scores, ref.scores, rtol=0, atol=1e-4)
-            torch.testing.assert_close(
-                res.bboxes, ref.bboxes, rtol=0, atol=1e-2)
 
 
 def test_deploy_against_resnet(call_tool, tiny_demo_data, quick, tmp_path):

@@ -2,8 +2,8 @@
 """tools/misc/zoo_slurm.py: its one-line errors, and the workflow on a real
 Slurm cluster (conftest.py starts it).
 
-The cluster test's commands are the README's own ("Your own zoo on a
-Slurm cluster"): two configs at the demo size are submitted and followed;
+The cluster test's commands are docs/model_zoo.md's own ("Your own zoo
+on a Slurm cluster"): two configs at the demo size are submitted and followed;
 one job is cancelled part-way; gather shows it as "–"; the same submit
 again skips the finished run and resumes the cut one; gather publishes
 both.
@@ -22,18 +22,19 @@ import pytest
 import torch
 import yaml
 
-from projects.res2net.demo_data import generate_demo_dataset
+from projects.res2net.datasets.demo_data import generate_demo_dataset
 
 TOOL = 'misc/zoo_slurm.py'
 FASTER = 'faster_rcnn_r2_101_fpn_2x'
 MASK = 'mask_rcnn_r2_101_fpn_2x'
-SECTION = '### Your own zoo on a Slurm cluster'
+DOC = 'docs/model_zoo.md'
+SECTION = '## Your own zoo on a Slurm cluster'
 
 
-def readme_commands(repo: Path) -> Tuple[Dict[str, str], List[List[str]]]:
-    """The environment and the zoo_slurm.py commands of the README's
+def doc_commands(repo: Path) -> Tuple[Dict[str, str], List[List[str]]]:
+    """The environment and the zoo_slurm.py commands of :data:`DOC`'s
     first code block in :data:`SECTION`."""
-    text = (repo / 'README.md').read_text()
+    text = (repo / DOC).read_text()
     block = text.split(SECTION, 1)[1].split('```bash\n', 1)[1]
     block = block.split('```', 1)[0].replace('\\\n', ' ')
     env, commands = {}, []
@@ -47,7 +48,7 @@ def readme_commands(repo: Path) -> Tuple[Dict[str, str], List[List[str]]]:
 
 
 def _in(args: List[str], **paths: str) -> List[str]:
-    """``args`` with the README's paths replaced by the test's."""
+    """``args`` with the doc's paths replaced by the test's."""
     return [paths.get(arg, arg) for arg in args]
 
 
@@ -62,7 +63,7 @@ def _wait_for(path: Path, job: subprocess.Popen, timeout: float = 600):
 @pytest.mark.slurm
 def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
                                     table_rows):
-    env, commands = readme_commands(repo)
+    env, commands = doc_commands(repo)
     submit, status, gather = commands
     assert (submit[0], status[0], gather[0]) == ('submit', 'status', 'gather')
     assert '--wait' in submit
@@ -73,7 +74,7 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
         'data/demo': str(data),
         submit[submit.index('--work-dir') + 1]: str(work)
     }
-    # The README's partition is the test cluster's; no GPUs on it.
+    # The doc's partition is the test cluster's; no GPUs on it.
     assert env['PARTITION'] == slurm_env['PARTITION'] and env['GRES'] == 'none'
     env = dict(slurm_env, **env)
 
@@ -231,26 +232,3 @@ def test_a_refused_job_leaves_nothing(run_tool, slurm_env, user_error,
     user_error(refused, 'sbatch refused', 'zoo_job.sh: sbatch: error: ',
                'Invalid partition name specified; check the partition')
     assert not work.exists()
-
-
-def test_ctrl_c_stops_following_not_the_jobs(load_tool, monkeypatch, capsys):
-    tool = load_tool(TOOL)
-
-    def interrupted(job):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tool, '_look', interrupted)
-    job = dict(
-        config=f'configs/{FASTER}.py',
-        work_dir=f'/zoo/{FASTER}',
-        checkpoint=f'/zoo/{FASTER}/epoch_24.pth',
-        options=[],
-        benchmark_args=[],
-        job_id='7',
-        log=f'/zoo/{FASTER}/slurm-7.log')
-    with pytest.raises(SystemExit) as stop:
-        tool.follow([job], poll=0)
-    assert stop.value.code == 130
-    assert capsys.readouterr().err.strip() == (
-        'stopped following; the jobs go on. Follow them again with: python '
-        'tools/misc/zoo_slurm.py status --work-dir /zoo --wait')

@@ -1,0 +1,433 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Backbone latency: mmdet's ResNet-101 and Res2Net-101 against ours.
+
+What ``tools/analysis_tools/benchmark_backbone.py`` measures. It builds, in
+one process, mmdet's ``ResNet`` (depth 101), mmdet's ``Res2Net`` (101,
+26w×4s) and ``Res2NetBackbone`` with the detector configs' settings
+(``configs/_base_/res2net_backbones.py``), each in up to four modes (on
+the CPU, ours runs inference on an NCHW input in channels-last, see
+``cpu_channels_last``: in ``nchw`` mode it is also timed with that off):
+
+* ``nchw``: eager, eval mode, contiguous NCHW, as trained;
+* ``channels_last``: the same in ``torch.channels_last``;
+* ``deploy``: the deploy form of ``projects/res2net/models/deploy.py``: BN
+  folded into the convs, channels-last;
+* ``compiled``: the deploy form compiled with ``torch.compile`` (inductor,
+  freezing); compiling takes minutes on a small CPU.
+
+Each backbone gets random weights, BN statistics calibrated on the input
+and random BN affine terms (so that folding changes something), the same
+in all its modes, and each deployed
+model's outputs are checked against its eager ``nchw`` outputs. The runs
+are interleaved (``projects/res2net/analysis/speed.py``): one forward of
+each model in turn, ``--repeats`` times, in a rotating order, so that a machine
+getting faster or slower during the run affects all alike; the
+median of each is reported with its ratio to ResNet-101 in the same mode,
+to mmdet's Res2Net-101 in the same mode and to mmdet's Res2Net-101 in eager
+NCHW, and the achieved GFLOP/s (2 FLOPs per multiply-add, counted by
+mmengine's ``FlopAnalyzer``) against a dense 1x1 conv's, timed in the same
+rounds as the peak the hardware reaches. Only ratios from one run mean
+anything: CPU timings move by ±15% between runs.
+
+``--train`` times forward + backward of the model in training mode instead
+(no deploy modes). ``--amp`` (CUDA only) runs under float16 autocast.
+
+Example:
+    python tools/analysis_tools/benchmark_backbone.py --size 512 512 \\
+        --threads 2 --repeats 7 --out backbone_speed.json
+"""
+import sys
+from contextlib import nullcontext
+from copy import deepcopy
+from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
+
+import torch
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+from mmengine.utils import ProgressBar
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..engine.cli import init_random_weights
+from ..errors import UserError
+from ..models.deploy import deploy
+from ..paths import REPO_ROOT
+from .speed import (calibrate_batch_norms, counterpart, interleaved_seconds,
+                    medians)
+
+RESNET, MMDET_R2, OURS, OURS_NCHW = ('resnet', 'mmdet-res2net', 'ours',
+                                     'ours-nchw')
+# What the table calls each, at a depth. ``ours-nchw`` is ours with its
+# CPU inference in NCHW: the block alone, without the channels-last switch
+# that ``cpu_channels_last`` makes for NCHW inputs.
+LABELS = {
+    RESNET: 'mmdet ResNet-{depth}',
+    MMDET_R2: 'mmdet Res2Net-{depth}',
+    OURS: 'Res2NetBackbone-{depth}',
+    OURS_NCHW: 'Res2NetBackbone-{depth} (cpu_channels_last=False)',
+}
+MODES = ('nchw', 'channels_last', 'deploy', 'compiled')
+INFERENCE_ONLY = ('deploy', 'compiled')
+# Deployed outputs must equal the eager ones within this, relative to the
+# largest output value.
+TOLERANCE = 1e-4
+
+
+class BackboneRun(NamedTuple):
+    """One backbone in one mode, ready to run: a row of the speed table.
+
+    Attributes:
+        backbone: Its role (``RESNET``, ``MMDET_R2``, ``OURS``,
+            ``OURS_NCHW``), a key of ``LABELS``.
+        mode: One of ``MODES``.
+        run: One timed call: a forward, or forward + backward.
+        macs: Multiply-adds of one forward on the whole batch.
+    """
+
+    backbone: str
+    mode: str
+    run: Callable[[], object]
+    macs: float
+
+
+class BackboneTimings(NamedTuple):
+    """What :func:`benchmark_backbones` found.
+
+    Attributes:
+        runs: The models timed, in table order.
+        seconds: Median seconds of each ``(backbone, mode)``, and of the
+            peak product under ``(PEAK, '')``.
+        peak_gflops: The peak product's GFLOP/s.
+        table: The markdown table of :func:`speed_table`.
+        results: Its rows as dicts (what ``--out`` writes).
+        errors: Each deployed model's largest relative difference to its
+            eager outputs, by ``'<label> <mode>'``.
+    """
+
+    runs: List[BackboneRun]
+    seconds: Dict[Tuple[str, str], float]
+    peak_gflops: float
+    table: str
+    results: List[dict]
+    errors: Dict[str, float]
+
+
+def backbone_configs(depth: int) -> Dict[str, dict]:
+    """The backbones compared, as configs, by role: ours with the detector
+    configs' settings (``configs/_base_/res2net_backbones.py``) and its
+    counterparts in mmdet."""
+    base = Config.fromfile(
+        str(REPO_ROOT / 'configs' / '_base_' / 'res2net_backbones.py'))
+    ours = dict(base.res2net101_backbone, depth=depth, init_cfg=None)
+    return {
+        RESNET: counterpart(ours, 'resnet'),
+        MMDET_R2: counterpart(ours, 'mmdet-res2net'),
+        OURS: ours,
+        OURS_NCHW: dict(ours, cpu_channels_last=False),
+    }
+
+
+def check_modes(modes: Sequence[str], *, train: bool) -> None:
+    """Training is timed in the eager modes only.
+
+    Raises:
+        UserError: ``train`` with a deploy or compiled mode.
+    """
+    if train and set(modes) & set(INFERENCE_ONLY):
+        raise UserError('--train times training: the deploy and compiled '
+                        'modes are for inference; pass --modes nchw '
+                        'channels_last')
+
+
+def _randomise(model: nn.Module, x: Tensor) -> nn.Module:
+    """mmdet's random initialisation, BN statistics calibrated on ``x``
+    (:func:`~projects.res2net.analysis.speed.calibrate_batch_norms`), and
+    random BN affine terms (at their defaults folding would change less)."""
+    init_random_weights(model)
+    calibrate_batch_norms(model, lambda: model(x))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                n = module.num_features
+                module.weight.copy_(1 + torch.randn(n, generator=gen) / 10)
+                module.bias.copy_(torch.randn(n, generator=gen) / 10)
+    return model
+
+
+def _outputs(model: nn.Module, x: Tensor) -> List[Tensor]:
+    with torch.no_grad():
+        return [o.float() for o in model(x)]
+
+
+def _relative_error(got: Sequence[Tensor], want: Sequence[Tensor]) -> float:
+    return max(((g - w).abs().max() / w.abs().max()).item()
+               for g, w in zip(got, want))
+
+
+def _step(model: nn.Module, x: Tensor, train: bool,
+          autocast) -> Callable[[], object]:
+    """One timed call: a forward (no grad), or forward + backward."""
+    if train:
+
+        def run():
+            model.zero_grad(set_to_none=True)
+            with autocast():
+                loss = sum(o.float().mean() for o in model(x))
+            loss.backward()
+
+        return run
+
+    def run():
+        with torch.no_grad(), autocast():
+            return model(x)
+
+    return run
+
+
+def build_runs(x: Tensor, *, device: str, depth: int, modes: Sequence[str],
+               train: bool,
+               amp: bool) -> Tuple[List[BackboneRun], Dict[str, float]]:
+    """Every backbone in every mode asked for, and each deployed model's
+    largest relative difference to its eager outputs.
+
+    Args:
+        x: The input batch, on ``device``.
+        device: Where the models run.
+        depth: The depth of every backbone.
+        modes: Of ``MODES``; ``OURS_NCHW`` is built in ``nchw`` only.
+        train: Forward + backward in training mode, else eval forwards.
+        amp: Under float16 autocast (CUDA).
+    """
+    register_all_modules()
+    autocast = (lambda: torch.autocast('cuda', dtype=torch.float16)) \
+        if amp else nullcontext
+    runs, errors = [], {}
+    for name, cfg in backbone_configs(depth).items():
+        reference = _randomise(MODELS.build(cfg).to(device), x)
+        # (mmdet's ResNet.train returns None: no chained calls.)
+        reference.eval()
+        flops = FlopAnalyzer(reference, (x[:1], ))
+        flops.unsupported_ops_warnings(False)
+        flops.uncalled_modules_warnings(False)
+        macs = flops.total() * len(x)
+        reference.train(train)
+        want = None if train else _outputs(reference, x)
+        for mode in modes:
+            if name == OURS_NCHW and (mode != 'nchw' or train):
+                continue  # elsewhere the same computation as OURS
+            model = deepcopy(reference)
+            inputs = x
+            if mode == 'channels_last':
+                model = model.to(memory_format=torch.channels_last)
+                inputs = x.contiguous(memory_format=torch.channels_last)
+            elif mode in INFERENCE_ONLY:
+                deploy(model, compile=mode == 'compiled')
+                inputs = x.contiguous(memory_format=torch.channels_last)
+                # Also compiles, where asked: outside the timed runs.
+                label = LABELS[name].format(depth=depth)
+                errors[f'{label} {mode}'] = _relative_error(
+                    _outputs(model, inputs), want)
+            runs.append(
+                BackboneRun(name, mode, _step(model, inputs, train, autocast),
+                            macs))
+    return runs, errors
+
+
+def check_deployed(errors: Dict[str, float]) -> None:
+    """Stop unless every deployed model computes what its eager one does.
+
+    Raises:
+        RuntimeError: An error above ``TOLERANCE``: a bug, not the user's.
+    """
+    for key, error in errors.items():
+        if error > TOLERANCE:
+            raise RuntimeError(f'{key}: outputs differ from eager by '
+                               f'{error:.1e} (relative), more than '
+                               f'{TOLERANCE:.0e}')
+
+
+# The dense product whose speed is the "peak" the backbones are held to:
+# a 1x1 conv of 1024 channels over a 64x64 channels-last map (the conv
+# library's best case on a CPU, whose BLAS may use narrower vector units),
+# timed in the same rounds as the backbones.
+PEAK = 'matmul peak (1x1 conv, 1024 channels, 64x64)'
+
+
+def peak_run(device: str) -> Tuple[Callable[[], object], float]:
+    """The peak product as a call, and its FLOPs."""
+    channels, side = 1024, 64
+    x = torch.randn(
+        1, channels, side, side,
+        device=device).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(
+        channels, channels, 1, 1,
+        device=device).contiguous(memory_format=torch.channels_last)
+
+    def run():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x, w)
+
+    return run, 2.0 * channels * channels * side * side
+
+
+def time_runs(runs: Sequence[BackboneRun], peak: Callable[[],
+                                                          object], device: str,
+              *, repeats: int, warmup: int) -> Dict[Tuple[str, str], float]:
+    """Median seconds of each run (and of the peak product, under
+    ``(PEAK, '')``) over ``repeats`` interleaved rounds."""
+    calls = {(run.backbone, run.mode): run.run for run in runs}
+    calls[PEAK, ''] = peak
+    bar = ProgressBar(repeats * len(calls), file=sys.stdout)
+    times = interleaved_seconds(
+        calls, device, repeats, warmup=warmup, on_step=bar.update)
+    print()  # end the progress bar's line
+    return medians(times)
+
+
+# The kinds of op a profile is summed into, by the name of the aten op
+# (first match wins); convolutions are split by kernel size.
+OP_KINDS = (
+    ('BN', ('batch_norm', )),
+    ('ReLU, add, mul', ('relu', 'add', 'mul', 'threshold')),
+    ('concatenation', ('cat', )),
+    ('copies', ('copy_', 'contiguous', 'clone', 'to_dense', 'reorder')),
+    ('pooling', ('pool', )),
+)
+CONV_OPS = ('conv', )  # in the name: mkldnn, cudnn, slow_conv2d, backward
+
+
+def op_kind(name: str, shapes: list) -> str:
+    """The kind of a profiled op, for :func:`profile_runs`."""
+    if any(word in name for word in CONV_OPS):
+        # (input, weight, ...); a backward gets (grad, input, weight, ...)
+        at = 2 if 'backward' in name else 1
+        weight = shapes[at] if len(shapes) > at else []
+        if len(weight) == 4 and weight[2:] == [1, 1]:
+            return '1x1 conv'
+        return f'{weight[2]}x{weight[3]} conv' if len(weight) == 4 else 'conv'
+    for kind, words in OP_KINDS:
+        if any(word in name for word in words):
+            return kind
+    return 'other'
+
+
+def profile_runs(runs: Sequence[BackboneRun], device: str,
+                 depth: int) -> Dict[str, Dict[str, float]]:
+    """Milliseconds of self time per kind of op, for one call of each run.
+
+    The self time of the leaf aten ops, summed by :func:`op_kind`: where a
+    network spends its time, e.g. Res2Net's many small 3x3 convs against
+    ResNet's few wide ones. One profiled run, so a rough split; the timed
+    medians of :func:`time_runs` are the measurement.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU
+                  ] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
+    found = {}
+    for run in runs:
+        with profile(activities=activities, record_shapes=True) as prof:
+            run.run()
+        kinds: Dict[str, float] = {}
+        for event in prof.key_averages(group_by_input_shape=True):
+            ms = (event.self_device_time_total if device == 'cuda' else
+                  event.self_cpu_time_total) / 1e3  # from microseconds
+            if ms > 0:
+                kind = op_kind(event.key, event.input_shapes)
+                kinds[kind] = kinds.get(kind, 0.0) + ms
+        label = LABELS[run.backbone].format(depth=depth)
+        found[f'{label} {run.mode}'] = kinds
+    return found
+
+
+def profile_table(profiles: Dict[str, Dict[str, float]]) -> str:
+    """The profiles as a markdown table: one line per model, one column
+    per kind of op, in ms."""
+    kinds = sorted({k
+                    for p in profiles.values()
+                    for k in p},
+                   key=lambda k: -max(p.get(k, 0) for p in profiles.values()))
+    lines = [
+        '| model | ' + ' | '.join(kinds) + ' | total |',
+        '|---' * (len(kinds) + 2) + '|'
+    ]
+    for name, kinds_ms in profiles.items():
+        cells = [f'{kinds_ms.get(k, 0):.1f}' for k in kinds]
+        lines.append(f'| {name} | ' + ' | '.join(cells) +
+                     f' | {sum(kinds_ms.values()):.1f} |')
+    return '\n'.join(lines)
+
+
+def speed_table(runs: Sequence[BackboneRun],
+                seconds_of: Dict[Tuple[str, str], float], *, peak: float,
+                train: bool, depth: int) -> Tuple[str, List[dict]]:
+    """The markdown table, and its rows as dicts.
+
+    Args:
+        runs: The rows, in order.
+        seconds_of: Median seconds by ``(backbone, mode)``.
+        peak: The peak product's GFLOP/s, which ``of_peak`` divides by.
+        train: Forward + backward were timed: about 3x a forward's FLOPs.
+        depth: The backbones' depth, for the labels.
+    """
+    lines = [
+        f'| backbone | mode | median ms | vs ResNet-{depth} | '
+        f'vs mmdet Res2Net-{depth} | vs mmdet Res2Net-{depth} NCHW | '
+        'GFLOP/s | of peak |', '|---' * 8 + '|'
+    ]
+    results = []
+    for run in runs:
+        seconds = seconds_of[run.backbone, run.mode]
+        flops = 2 * run.macs * (3 if train else 1)  # backward: about 2x
+        result = dict(
+            backbone=LABELS[run.backbone].format(depth=depth),
+            mode=run.mode,
+            median_ms=1000 * seconds,
+            vs_resnet=seconds / seconds_of[RESNET, run.mode],
+            vs_mmdet_res2net=seconds / seconds_of[MMDET_R2, run.mode],
+            vs_mmdet_res2net_nchw=seconds / seconds_of.get(
+                (MMDET_R2, 'nchw'), float('nan')),
+            gflops_per_s=flops / seconds / 1e9)
+        result['of_peak'] = result['gflops_per_s'] / peak
+        results.append(result)
+        lines.append(
+            f'| {result["backbone"]} | {run.mode} | '
+            f'{result["median_ms"]:.1f} | '
+            f'{result["vs_resnet"]:.2f} | {result["vs_mmdet_res2net"]:.2f} | '
+            f'{result["vs_mmdet_res2net_nchw"]:.2f} | '
+            f'{result["gflops_per_s"]:.1f} | {100 * result["of_peak"]:.0f}% |')
+    return '\n'.join(lines), results
+
+
+def benchmark_backbones(*, device: str, batch: int, size: Sequence[int],
+                        depth: int, modes: Sequence[str], train: bool,
+                        amp: bool, repeats: int,
+                        warmup: int) -> BackboneTimings:
+    """Build, check and time every backbone in every mode asked for.
+
+    The input is seeded noise of ``batch`` x 3 x ``size``; the deployed
+    models are checked against their eager outputs before any timing, so
+    that a wrong fast model is never reported.
+
+    Raises:
+        UserError: ``train`` with an inference-only mode, or an input too
+            small to calibrate the BN statistics on.
+        RuntimeError: A deployed model's outputs off by more than
+            ``TOLERANCE``.
+    """
+    check_modes(modes, train=train)
+    torch.manual_seed(0)
+    height, width = size
+    x = torch.randn(batch, 3, height, width, device=device)
+
+    runs, errors = build_runs(
+        x, device=device, depth=depth, modes=modes, train=train, amp=amp)
+    check_deployed(errors)
+    peak, peak_flops = peak_run(device)
+    seconds = time_runs(runs, peak, device, repeats=repeats, warmup=warmup)
+    peak_gflops = peak_flops / seconds[PEAK, ''] / 1e9
+    text, results = speed_table(
+        runs, seconds, peak=peak_gflops, train=train, depth=depth)
+    return BackboneTimings(runs, seconds, peak_gflops, text, results, errors)

@@ -1,0 +1,295 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Inference speed (fps, ms per image) and peak memory of a detector.
+
+What ``tools/analysis_tools/benchmark.py`` measures, as mmdet's
+``tools/analysis_tools/benchmark.py`` does: batch 1, the config's test
+dataloader without worker processes, and only the model's ``test_step``
+timed (preprocessing on the device, forward, post-processing with NMS; not
+the image loading); the warm-up images are left out. With CUDA the clock is
+read between ``torch.cuda.synchronize()`` calls and the memory is
+``torch.cuda.max_memory_allocated()`` (``cuda_max_allocated``: the weights
+included). On the CPU the memory is the process's peak resident set size
+from ``resource.getrusage`` (``cpu_max_rss``: Python, libraries, weights
+and activations together). The dataset is cycled when it has fewer images
+than warm-up plus timed ones.
+
+mmdet's own ``mmdet.utils.benchmark.InferenceBenchmark`` is not reused: it
+moves the model to CUDA unconditionally, always loads a checkpoint, and
+needs ``psutil`` (without it, importing the module fails).
+
+The model is timed in the form asked for, made by
+``projects/res2net/models/deploy.py`` (the form ``test.py --deploy``
+measures the AP of): ``--fuse-conv-bn`` folds each eval-mode BatchNorm into
+the conv before it (Res2Net's split convs' BNs included),
+``--channels-last`` runs the model and each preprocessed batch in
+``torch.channels_last`` (mmcv's ops, which read NCHW only, excepted),
+``--deploy`` is both, and ``--compile`` compiles the backbone and neck with
+``torch.compile``. Each changes the detections by float rounding only.
+
+``--against-backbone resnet`` (or ``mmdet-res2net``) also builds the same
+detector with mmdet's ResNet (or mmdet's own Res2Net) of the same depth in
+place of ``Res2NetBackbone``, in the same form, and times the two
+interleaved, image by image in alternating order, so that their fps ratio
+comes from one run. The comparison detector has random weights; the peak
+memory is then that of the process holding both.
+
+A detector with random weights (no checkpoint, or the comparison one) has
+its BN statistics calibrated on the first test image
+(``projects/res2net/analysis/speed.py``): without that its features, and
+with them the proposals and NMS work after the backbone, depend on how its
+architecture grows random activations, not on its speed.
+
+The results go to ``WORK_DIR/benchmark.json``. Without a checkpoint the
+weights are random: the speed is still the network's, but post-processing
+runs on meaningless detections.
+
+Example:
+    python tools/analysis_tools/benchmark.py \\
+        configs/faster_rcnn_r2_101_fpn_2x.py faster_r2_101.pth --fuse-conv-bn
+"""
+import os.path as osp
+import time
+from copy import deepcopy
+from functools import partial
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
+from torch import nn
+
+from ..engine.cli import build_detector
+from ..errors import UserError
+from ..models.deploy import DeployReport, deploy
+from .speed import (calibrate_batch_norms, counterpart, describe_device,
+                    peak_memory, rotated, sync)
+
+
+def to_deploy_form(model: nn.Module,
+                   device: str = 'cpu',
+                   *,
+                   fuse: bool = False,
+                   channels_last: bool = False,
+                   compile: bool = False) -> Tuple[nn.Module, DeployReport]:
+    """Put the model in eval mode on ``device``, in the deploy form asked
+    for (:func:`projects.res2net.models.deploy.deploy`), so that the form
+    timed is the form ``test.py --deploy`` measures the AP of."""
+    model.to(device)
+    report = deploy(
+        model, fold_bn=fuse, channels_last=channels_last, compile=compile)
+    return model, report
+
+
+def inference_step(model: nn.Module,
+                   data: Dict[str, Any],
+                   *,
+                   channels_last: bool = False) -> List[Any]:
+    """What ``model.test_step(data)`` does, with channels-last inputs if asked.
+
+    The batch is converted after the data preprocessor has stacked it.
+    """
+    data = model.data_preprocessor(data, False)
+    if channels_last:
+        data['inputs'] = data['inputs'].contiguous(
+            memory_format=torch.channels_last)
+    return model(**data, mode='predict')
+
+
+def build_test_loader(cfg: Config) -> Iterable:
+    """The test dataloader at batch 1 without worker processes (as mmdet's
+    benchmark: workers would make the timing noisier)."""
+    loader_cfg = deepcopy(cfg.test_dataloader)
+    loader_cfg.update(batch_size=1, num_workers=0, persistent_workers=False)
+    return Runner.build_dataloader(loader_cfg)
+
+
+def endless(loader: Iterable) -> Iterator:
+    """The loader's batches over and over: a small test set still gives
+    as many images as the timing asks for.
+
+    Raises:
+        UserError: The loader has no batches at all.
+    """
+    while True:
+        empty = True
+        for data in loader:
+            empty = False
+            yield data
+        if empty:
+            raise UserError('the test dataset has no images; check '
+                            'test_dataloader.dataset (its ann_file)')
+
+
+def _resizes(node: Any) -> Iterator[Dict]:
+    """The resize transforms in a (nested) pipeline config."""
+    if isinstance(node, dict):
+        if 'Resize' in str(node.get('type', '')):
+            yield node
+        for value in node.values():
+            yield from _resizes(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _resizes(value)
+
+
+def resize_note(cfg: Config) -> str:
+    """The test pipeline's resize step(s), e.g. ``Resize(scale=(1333, 800),
+    keep_ratio=True)``: fps mean little without the image size."""
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    steps = [
+        f"{t['type']}(scale={t.get('scale', t.get('scale_factor'))}, "
+        f"keep_ratio={t.get('keep_ratio', False)})"
+        for t in _resizes(dataset.get('pipeline', []))
+    ]
+    return ', '.join(steps) if steps else 'no resize in the test pipeline'
+
+
+def time_inference(models: Dict[str, nn.Module],
+                   loader: Iterable,
+                   device: str,
+                   *,
+                   num_images: int,
+                   warmup: int,
+                   channels_last: bool,
+                   amp: bool = False
+                   ) -> Tuple[Dict[str, float], Optional[tuple]]:
+    """Seconds each model spends in :func:`inference_step` on
+    ``num_images`` images after ``warmup`` ones, and the padded input shape
+    of the first. Several models get each image in turn, in alternating
+    order. ``amp``: under float16 autocast (CUDA)."""
+    autocast = torch.autocast('cuda', dtype=torch.float16, enabled=amp)
+    batches = endless(loader)
+    totals = {name: 0.0 for name in models}
+    names = list(models)
+    shape = None
+    bar = None
+    with torch.no_grad():
+        for i in range(warmup + num_images):
+            data = next(batches)
+            if i == warmup:
+                bar = ProgressBar(num_images)
+            for name in rotated(names, i):
+                sync(device)
+                start = time.perf_counter()
+                with autocast:
+                    results = inference_step(
+                        models[name], data, channels_last=channels_last)
+                sync(device)
+                if bar is not None:
+                    totals[name] += time.perf_counter() - start
+                if shape is None:
+                    shape = results[0].metainfo.get('batch_input_shape')
+            if bar is not None:
+                bar.update()
+    print()  # end the progress bar's line
+    return totals, shape
+
+
+def work_dir_of(config: str,
+                cfg: Config,
+                work_dir: Optional[str] = None) -> str:
+    """Where ``benchmark.json`` goes, by mmdet's rule: ``work_dir`` (the
+    tool's ``--work-dir``), else the config's, else
+    ``./work_dirs/<config name>``."""
+    if work_dir is not None:
+        return work_dir
+    if cfg.get('work_dir') is not None:
+        return cfg.work_dir
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+
+
+def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
+                       device: str, num_images: int, warmup: int, fuse: bool,
+                       channels_last: bool, compile: bool, amp: bool,
+                       against: Optional[str]) -> Tuple[dict, DeployReport]:
+    """Time the config's detector (and its counterpart, where asked).
+
+    Args:
+        cfg: The loaded config, its test data checked.
+        config: The config's path, as the user gave it (recorded).
+        checkpoint: The weights, or None for random ones.
+        device: Where the models run.
+        num_images: Images timed, after ``warmup`` untimed ones.
+        warmup: Images run before timing starts.
+        fuse: Fold the BatchNorms into the convs.
+        channels_last: Run the models and their inputs in channels-last.
+        compile: Compile the backbone and neck.
+        amp: Under float16 autocast (CUDA).
+        against: A counterpart of ``speed.COUNTERPARTS`` to time the same
+            detector with, interleaved, or None.
+
+    Returns:
+        What ``benchmark.json`` holds, and the deploy report of ours.
+
+    Raises:
+        UserError: A checkpoint that does not fit, or no test images.
+    """
+    if cfg.get('env_cfg', {}).get('cudnn_benchmark'):
+        torch.backends.cudnn.benchmark = True
+    models = {'ours': build_detector(cfg, checkpoint)}
+    if against:
+        other = deepcopy(cfg)
+        other.model.backbone = counterpart(cfg.model.backbone, against)
+        models[against] = build_detector(other, None)
+    loader = build_test_loader(cfg)
+    first = next(endless(loader))
+    for name, model in models.items():
+        if name != 'ours' or checkpoint is None:
+            inputs = model.data_preprocessor(first, False)['inputs']
+            calibrate_batch_norms(model, partial(model.extract_feat, inputs))
+    reports = {
+        name:
+        to_deploy_form(
+            model,
+            device,
+            fuse=fuse,
+            channels_last=channels_last,
+            compile=compile)[1]
+        for name, model in models.items()
+    }
+    seconds, shape = time_inference(
+        models,
+        loader,
+        device,
+        num_images=num_images,
+        warmup=warmup,
+        channels_last=channels_last,
+        amp=amp)
+    memory, memory_kind = peak_memory(device)
+    # One value, rounded once: what is printed is what is stored.
+    memory = round(memory, 1)
+
+    shape_note = f'test pipeline {resize_note(cfg)}'
+    if shape is not None:
+        shape_note += f'; first input padded to {shape[0]}x{shape[1]}'
+    against_result = None
+    if against:
+        theirs = seconds[against]
+        against_result = dict(
+            backbone=against,
+            fps=num_images / theirs,
+            ms_per_image=1000 * theirs / num_images,
+            fps_ratio=theirs / seconds['ours'])
+    result = dict(
+        config=config,
+        checkpoint=checkpoint,
+        device=device,
+        hardware=describe_device(device),
+        batch_size=1,
+        input_shape=list(shape) if shape is not None else None,
+        num_images=num_images,
+        warmup=warmup,
+        fps=num_images / seconds['ours'],
+        ms_per_image=1000 * seconds['ours'] / num_images,
+        peak_memory_mb=memory,
+        memory_kind=memory_kind,
+        fuse_conv_bn=fuse,
+        channels_last=channels_last,
+        compile=compile,
+        amp=amp,
+        against=against_result,
+        shape_note=shape_note)
+    return result, reports['ours']

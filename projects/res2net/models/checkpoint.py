@@ -1,0 +1,295 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Reading checkpoints: backbone weights, and mmengine's own checkpoints.
+
+Two problems live here, once, so that no tool has to work around them:
+
+* mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch
+  2.6 that means ``weights_only=True``, which refuses the ``HistoryBuffer``
+  and numpy objects that mmengine itself pickles into every checkpoint, so
+  ``--resume`` and ``test.py CHECKPOINT`` break. Rather than switching the
+  safety off, :func:`allow_mmengine_checkpoints` adds exactly those types to
+  torch's allow-list of safe globals.
+* mmengine's ``Pretrained`` init loads with ``strict=False`` and turns a
+  network failure into a traceback, so a wrong or unreachable file either
+  silently leaves layers random or drowns the cause. :func:`load_pretrained`
+  loads strictly and raises a one-line :class:`CheckpointError` instead.
+"""
+import os.path as osp
+import pickle
+import re
+from collections.abc import Mapping
+from typing import Any, Optional
+from urllib.error import URLError
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.runner.checkpoint import CheckpointLoader, get_external_models
+from torch import nn
+
+from ..errors import CheckpointError, CheckpointMismatch
+
+# The statistics methods that mmengine's HistoryBuffer registers by default
+# and pickles along with every buffer.
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
+
+# torch's switch for loading a pickle in full (it runs whatever the pickle
+# names): set only by --trust-checkpoint, for a file the user vouches for.
+TRUST_VARIABLE = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+# mmengine's names of its model zoo's files (``open-mmlab://NAME``).
+_MODEL_ZOO_SCHEMES = ('open-mmlab://', 'openmmlab://')
+
+# The way past the weights-only loader, for a file the user vouches for
+# (``--trust-checkpoint`` sets torch's switch, see the tools' CLI).
+TRUST_FIX = ('if you trust the file (it can run code when loaded), pass '
+             '--trust-checkpoint')
+
+# How to point a config's backbone at other weights.
+_INIT_FIX = ('set model.backbone.init_cfg.checkpoint=/path/to/weights.pth, '
+             'or model.backbone.init_cfg=None to train from scratch')
+
+# Buffers that may legitimately be absent from older checkpoints; BatchNorm
+# fills them in itself when loading.
+_OPTIONAL_SUFFIXES = ('num_batches_tracked', )
+
+
+def _history_buffer_method(owner: Any, name: str) -> Any:
+    """``getattr``, restricted to what mmengine's checkpoints need.
+
+    A ``HistoryBuffer`` pickles its statistics methods, and Python pickles a
+    method such as ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``.
+    Allowing ``getattr`` itself would let a checkpoint reach any attribute.
+    """
+    if owner is not HistoryBuffer or name not in _HISTORY_BUFFER_METHODS:
+        raise pickle.UnpicklingError(
+            f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
+    return getattr(owner, name)
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` read mmengine's checkpoints.
+
+    mmengine stores its message hub (``HistoryBuffer`` objects holding numpy
+    arrays, numpy scalars and their statistics methods) in every checkpoint
+    it saves. These are plain data containers, so allow-listing exactly them
+    keeps the weights-only unpickler on for everything else.
+    """
+    multiarray = np._core.multiarray if hasattr(
+        np, '_core') else np.core.multiarray
+    dtype_classes = {
+        type(np.dtype(name))
+        for name in ('float16', 'float32', 'float64', 'int32', 'int64', 'bool',
+                     'uint8')
+    }
+    torch.serialization.add_safe_globals([
+        HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
+        multiarray.scalar, *sorted(dtype_classes, key=str),
+        (_history_buffer_method, 'builtins.getattr')
+    ])
+
+
+def _fetch_hint(checkpoint: str) -> str:
+    """Explain where a remote checkpoint comes from and where it is cached."""
+    url = checkpoint
+    for scheme in _MODEL_ZOO_SCHEMES:
+        if checkpoint.startswith(scheme):
+            url = get_external_models().get(checkpoint[len(scheme):], '')
+    if not url.startswith(('http://', 'https://')):
+        return ''
+    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))
+    return f'download {url} to {cached}, or '
+
+
+def read_checkpoint(checkpoint: str,
+                    *,
+                    what: str,
+                    fix: str,
+                    map_location: str = 'cpu') -> Mapping:
+    """Read a checkpoint as mmengine's Runner will, or raise one line.
+
+    The one reader of the project: backbone weights, ``load_from``,
+    ``--resume`` and ``test.py``'s checkpoint, the files ``publish_model.py``
+    publishes. torch loads with ``weights_only=True`` and the allow-list that
+    :func:`allow_mmengine_checkpoints` sets up: a pickle that needs anything
+    else is refused, never run, unless the user passed
+    ``--trust-checkpoint``.
+
+    Args:
+        checkpoint: A file path, an ``http(s)://`` URL or an mmengine model
+            name such as ``open-mmlab://res2net101_v1d_26w_4s``. Remote files
+            are looked up in torch's hub cache before any download.
+        what: What the file is, for messages.
+        fix: What to tell the user to do when the file cannot be read.
+        map_location: Passed to ``torch.load``.
+
+    Returns:
+        The checkpoint: a mapping (mmengine's, with ``state_dict`` and
+        ``meta``, or a bare state dict).
+
+    Raises:
+        CheckpointError: The file does not exist, cannot be fetched, is not
+            a checkpoint, or its pickle needs globals outside the allow-list.
+    """
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
+        raise CheckpointError(f'{what} not found: {checkpoint}; {fix}')
+    try:
+        ckpt = CheckpointLoader.load_checkpoint(
+            checkpoint, map_location=map_location, logger='current')
+    except (URLError, ConnectionError, TimeoutError) as err:
+        reason = getattr(err, 'reason', err)
+        raise CheckpointError(f'cannot fetch {what} {checkpoint} ({reason}); '
+                              f'{_fetch_hint(checkpoint)}{fix}') from err
+    except KeyError as err:
+        if checkpoint.startswith(_MODEL_ZOO_SCHEMES):  # an unknown name
+            raise CheckpointError(
+                f'unknown model name in {checkpoint}: {err}; {fix}') from err
+        raise _unreadable(checkpoint, err, what=what, fix=fix) from err
+    except Exception as err:  # torch.load's many ways to reject a file
+        raise _unreadable(checkpoint, err, what=what, fix=fix) from err
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError(
+            f'{what} {checkpoint} holds a {type(ckpt).__name__}, not a '
+            f'checkpoint; {fix}')
+    return ckpt
+
+
+def _unreadable(checkpoint: str, err: Exception, *, what: str,
+                fix: str) -> CheckpointError:
+    """The one line for a file that torch's loader refused."""
+    text = str(err)
+    # torch names the global that its weights-only unpickler refused.
+    names = sorted(set(re.findall(r'GLOBAL ([\w.]+)', text)))
+    if names:
+        return CheckpointError(
+            f'{what} {checkpoint} is refused: its pickle needs '
+            f'{", ".join(names)}, outside the checkpoint allow-list; '
+            f'{TRUST_FIX}')
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A weights-only failure's first lines are torch's general advice.
+    first = lines[-2] if 'Weights only load failed' in text and \
+        len(lines) > 2 else (lines[0] if lines else '')
+    return CheckpointError(
+        f'{what} {checkpoint} is not a checkpoint ({type(err).__name__}: '
+        f'{first}); {fix}')
+
+
+def read_state_dict(checkpoint: str,
+                    map_location: str = 'cpu',
+                    *,
+                    what: str = 'backbone weights',
+                    fix: str = _INIT_FIX) -> Mapping[str, torch.Tensor]:
+    """The weights of a checkpoint (see :func:`read_checkpoint`; by
+    default backbone weights): its ``state_dict``, or the checkpoint itself
+    when it is a bare state dict."""
+    return state_dict_of(
+        read_checkpoint(
+            checkpoint, what=what, fix=fix, map_location=map_location))
+
+
+def state_dict_of(ckpt: Mapping) -> Mapping[str, torch.Tensor]:
+    """The weights of a checkpoint (its ``state_dict``, or the checkpoint
+    itself when it is a bare state dict), named as the model names them."""
+    state = ckpt.get('state_dict', ckpt)
+    # Checkpoints saved from a DataParallel/DDP wrapper carry this prefix.
+    return {k.removeprefix('module.'): v for k, v in state.items()}
+
+
+def _summarise(keys: list, what: str) -> str:
+    shown = ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')
+    return f'{len(keys)} {what} ({shown})'
+
+
+def check_fits(module: nn.Module,
+               state: Mapping[str, torch.Tensor],
+               *,
+               source: str,
+               fix: str,
+               ignore_prefixes: tuple = ('fc.', )) -> None:
+    """Raise a one-line :class:`CheckpointError` unless ``state`` fits.
+
+    Every parameter and buffer of ``module`` must be in ``state`` with the
+    same shape, and ``state`` may hold nothing else but entries starting with
+    ``ignore_prefixes``.
+
+    Args:
+        module: The network the weights are for.
+        state: The weights.
+        source: Where they come from, for the message.
+        fix: What the user can do about a mismatch, for the message.
+        ignore_prefixes: Entries of ``state`` that may be dropped.
+    """
+    expected = module.state_dict()
+    missing = [
+        k for k in expected
+        if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)
+    ]
+    unexpected = [
+        k for k in state
+        if k not in expected and not k.startswith(ignore_prefixes)
+    ]
+    reshaped = [
+        f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}'
+        for k, v in expected.items() if k in state
+        and hasattr(state[k], 'shape') and state[k].shape != v.shape
+    ]
+    if missing or unexpected or reshaped:
+        problems = [
+            _summarise(keys, what)
+            for keys, what in ((missing, 'missing keys'), (unexpected,
+                                                           'unexpected keys'),
+                               (reshaped, 'shape mismatches')) if keys
+        ]
+        raise CheckpointMismatch(f'{source} does not fit '
+                                 f'{type(module).__name__}: '
+                                 f'{"; ".join(problems)}; {fix}')
+
+
+def load_pretrained(module: nn.Module,
+                    checkpoint: str,
+                    *,
+                    prefix: Optional[str] = None,
+                    map_location: str = 'cpu',
+                    ignore_prefixes: tuple = ('fc.', )) -> None:
+    """Load backbone weights strictly, or raise a one-line error.
+
+    Every parameter and buffer of ``module`` must be in the checkpoint with
+    the same shape. Checkpoint entries starting with ``ignore_prefixes`` (the
+    ImageNet classifier) are dropped; any other extra entry is an error, as
+    it means the checkpoint was made for a different network.
+
+    Args:
+        module: The backbone to fill.
+        checkpoint: See :func:`read_state_dict`.
+        prefix: Only use the entries under this prefix, with the prefix
+            removed, e.g. ``'backbone.'`` for a whole-detector checkpoint.
+        map_location: Passed to ``torch.load``.
+        ignore_prefixes: Entries of the checkpoint that may be dropped.
+
+    Raises:
+        CheckpointError: The checkpoint cannot be read or does not fit.
+    """
+    state = read_state_dict(checkpoint, map_location)
+    if prefix:
+        state = {
+            k[len(prefix):]: v
+            for k, v in state.items() if k.startswith(prefix)
+        }
+    hint = ''
+    if not prefix and any(k.startswith('backbone.') for k in state):
+        hint = ("it looks like a detector checkpoint: add prefix='backbone.' "
+                'to init_cfg; ')
+    check_fits(
+        module,
+        state,
+        source=checkpoint,
+        ignore_prefixes=ignore_prefixes,
+        fix=hint + 'check the backbone settings (depth, scales, base_width, '
+        'groups, stem_type, avg_down) or convert the weights with '
+        'tools/model_converters/res2net_to_backbone.py')
+    expected = module.state_dict()
+    module.load_state_dict({k: state[k]
+                            for k in expected if k in state},
+                           strict=False)
+    print_log(
+        f'loaded {len(expected)} backbone tensors from {checkpoint}',
+        logger='current')

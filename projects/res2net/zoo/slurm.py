@@ -1,0 +1,242 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""Slurm batch jobs of model-zoo runs: the job script, sbatch, job states.
+
+A job holds one config's steps (:mod:`projects.res2net.zoo.runs`): the
+distributed ones go through ``tools/launch/srun.sh``, the launcher that
+``tools/slurm_train.sh`` and ``tools/slurm_test.sh`` use, as job steps of
+the whole allocation; the benchmark runs in the batch step (one process).
+The allocation is sized by mmdet's Slurm variables, read from the
+environment as the launchers read them (:class:`Resources`).
+"""
+import os
+import os.path as osp
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Sequence
+
+from ..errors import UserError
+from .runs import Step
+
+# Job states in which a job may still run (squeue's long names).
+ACTIVE = frozenset({
+    'PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING', 'SUSPENDED', 'REQUEUED',
+    'REQUEUE_HOLD', 'REQUEUE_FED', 'RESIZING', 'SIGNALING', 'STAGE_OUT',
+    'STOPPED'
+})
+# The line a job prints before each step; the progress display reads it.
+STEP_MARK = '==> [{index}/{total}] {tool}'
+# Each job's rendezvous port: PORT_BASE + job id modulo PORT_SPAN.
+PORT_BASE, PORT_SPAN = 20000, 40000
+_STEP_LINE = re.compile(r'^==> \[(\d+)/(\d+)\] (\S+)', re.M)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each job asks Slurm for: mmdet's Slurm variables.
+
+    The defaults are those of ``tools/launch/srun.sh``: 8 tasks (GPUs),
+    8 per node, 5 CPUs per task, the ``gpu:GPUS_PER_NODE`` generic
+    resource per node (``GRES=none``: none, for CPU-only clusters).
+    """
+
+    partition: str
+    gpus: int = 8
+    gpus_per_node: int = 8
+    cpus_per_task: int = 5
+    gres: Optional[str] = None
+    srun_args: str = ''
+
+    @classmethod
+    def from_environ(cls,
+                     partition: str,
+                     environ: Mapping[str, str] = os.environ) -> 'Resources':
+        """Read GPUS, GPUS_PER_NODE, CPUS_PER_TASK, GRES and SRUN_ARGS.
+
+        Raises:
+            UserError: A count that is not a positive integer, or GPUS not
+                a multiple of GPUS_PER_NODE.
+        """
+        counts = {}
+        for name, field in (('GPUS', 'gpus'), ('GPUS_PER_NODE',
+                                               'gpus_per_node'),
+                            ('CPUS_PER_TASK', 'cpus_per_task')):
+            if name not in environ:
+                continue
+            value = environ[name]
+            if not value.isdigit() or int(value) < 1:
+                raise UserError(f'{name}={value}: not a positive number of '
+                                f'{"CPUs" if "CPU" in name else "tasks"}; '
+                                f'set e.g. {name}=8')
+            counts[field] = int(value)
+        resources = cls(
+            partition,
+            **counts,
+            gres=environ.get('GRES') or None,
+            srun_args=environ.get('SRUN_ARGS', ''))
+        if resources.gpus > resources.gpus_per_node and \
+                resources.gpus % resources.gpus_per_node:
+            raise UserError(
+                f'GPUS={resources.gpus} is not a multiple of GPUS_PER_NODE='
+                f'{resources.gpus_per_node}: the nodes would be unevenly '
+                'filled; set GPUS to a multiple')
+        return resources
+
+    @property
+    def nodes(self) -> int:
+        return max(1, self.gpus // self.gpus_per_node)
+
+    @property
+    def tasks_per_node(self) -> int:
+        return min(self.gpus, self.gpus_per_node)
+
+    @property
+    def gres_request(self) -> Optional[str]:
+        gres = self.gres or f'gpu:{self.tasks_per_node}'
+        return None if gres == 'none' else gres
+
+    def environment(self) -> Dict[str, str]:
+        """The variables that ``tools/launch/srun.sh`` reads."""
+        return dict(
+            GPUS=str(self.gpus),
+            GPUS_PER_NODE=str(self.tasks_per_node),
+            CPUS_PER_TASK=str(self.cpus_per_task),
+            GRES=self.gres_request or 'none',
+            SRUN_ARGS=self.srun_args)
+
+
+def job_script(*, name: str, steps: Sequence[Step], resources: Resources,
+               repo: str, log: str, python: str) -> str:
+    """A batch script that runs ``steps`` in ``repo`` as Slurm job ``name``.
+
+    The job stops at the first step that fails (``set -e``); its output goes
+    to ``log`` (``%j``: the job id).
+    """
+    header = [
+        '#!/usr/bin/env bash',
+        f'#SBATCH --job-name={name}',
+        f'#SBATCH --partition={resources.partition}',
+        f'#SBATCH --nodes={resources.nodes}',
+        f'#SBATCH --ntasks={resources.gpus}',
+        f'#SBATCH --ntasks-per-node={resources.tasks_per_node}',
+        f'#SBATCH --cpus-per-task={resources.cpus_per_task}',
+    ]
+    if resources.gres_request:
+        header.append(f'#SBATCH --gres={resources.gres_request}')
+    header += [
+        f'#SBATCH --output={log}',
+        '# Written by tools/misc/zoo_slurm.py: the steps of one model-zoo '
+        'run.',
+        'set -euo pipefail',
+        f'cd {shlex.quote(repo)}',
+    ]
+    exports = dict(resources.environment(), PYTHON=python)
+    header += [
+        f'export {key}={shlex.quote(value)}' for key, value in exports.items()
+    ]
+    # The rendezvous port of the job's process groups: its own, since jobs
+    # may share a node (and inherit the submitter's PORT or MASTER_PORT).
+    header.append(f'export MASTER_PORT=$(({PORT_BASE} + SLURM_JOB_ID % '
+                  f'{PORT_SPAN}))')
+    body = []
+    for index, step in enumerate(steps, 1):
+        body.append(
+            'echo "' +
+            STEP_MARK.format(index=index, total=len(steps), tool=step.tool) +
+            ' $(date)"')
+        args = ' '.join(shlex.quote(arg) for arg in step.args)
+        if step.distributed:
+            partition = shlex.quote(resources.partition)
+            body.append(f'tools/launch/srun.sh {partition} '
+                        f'{shlex.quote(name)} {step.tool} {args}')
+        else:
+            body.append('OMP_NUM_THREADS=$CPUS_PER_TASK "$PYTHON" '
+                        f'tools/{step.tool} {args}')
+    body.append('echo "==> finished $(date)"')
+    return '\n'.join(header + body) + '\n'
+
+
+def _slurm_command(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise UserError(f'{name} not found: run this where Slurm\'s commands '
+                        'are on PATH (a login node of the cluster)')
+    return path
+
+
+def submit(script: str) -> str:
+    """``sbatch`` the script; its job id.
+
+    Raises:
+        UserError: sbatch is missing or refuses the job (its message).
+    """
+    done = subprocess.run([_slurm_command('sbatch'), '--parsable', script],
+                          capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ['no message'])[-1]
+        raise UserError(f'sbatch refused {script}: {why}; check the '
+                        'partition and the GPUS/GPUS_PER_NODE/CPUS_PER_TASK/'
+                        'GRES variables')
+    return done.stdout.strip().split(';')[0]
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as ``scontrol show job`` reports it."""
+
+    state: str  # PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, ...
+    elapsed: str  # RunTime, [days-]hh:mm:ss
+    reason: str = ''
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+def job_state(job_id: str) -> Optional[JobState]:
+    """What Slurm says of a job; None once it has forgotten it.
+
+    slurmctld keeps an ended job for ``MinJobAge`` (300 s by default);
+    after that only the work dir tells how it went.
+    """
+    done = subprocess.run(
+        [_slurm_command('scontrol'), '-o', 'show', 'job', job_id],
+        capture_output=True,
+        text=True)
+    if done.returncode != 0:
+        return None
+    fields = dict(re.findall(r'(\w+)=(\S*)', done.stdout))
+    if 'JobState' not in fields:
+        return None
+    return JobState(fields['JobState'], fields.get('RunTime', ''),
+                    fields.get('Reason', ''))
+
+
+def _log_end(log: str, size: int = 65536) -> Optional[str]:
+    """The last ``size`` bytes of a job's log as text; None without a log."""
+    if not osp.isfile(log):
+        return None
+    with open(log, 'rb') as f:
+        f.seek(max(0, osp.getsize(log) - size))
+        return f.read().decode('utf-8', 'replace')
+
+
+def current_step(log: str) -> Optional[str]:
+    """``'test.py (2/3)'``: the step a job's log shows it in, if any."""
+    text = _log_end(log)
+    found = _STEP_LINE.findall(text) if text is not None else []
+    if not found:
+        return None
+    index, total, tool = found[-1]
+    return f'{tool} ({index}/{total})'
+
+
+def log_tail(log: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of a job's log (or why there are none)."""
+    text = _log_end(log)
+    if text is None:
+        return f'(no log at {log}: the job did not start)'
+    return '\n'.join(text.rstrip('\n').splitlines()[-lines:])

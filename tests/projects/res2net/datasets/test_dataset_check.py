@@ -1,0 +1,168 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""projects/res2net/datasets/dataset_check.py on damaged copies of the demo
+data."""
+import json
+import re
+import shutil
+
+import pytest
+
+from projects.res2net.datasets.dataset_check import (EMPTY, NOTHING_KEPT,
+                                                     check_config, check_split,
+                                                     format_report,
+                                                     skipped_lines)
+from projects.res2net.engine.cli import load_config
+from projects.res2net.errors import UserError
+
+HTC = 'configs/htc_r2_101_fpn_20e.py'
+TRAIN = 'annotations/instances_train2017.json'
+
+
+@pytest.fixture
+def data(tiny_demo_data, tmp_path):
+    """A copy of the tiny demo data, to damage."""
+    return shutil.copytree(tiny_demo_data, tmp_path / 'data')
+
+
+def _edit(path, change) -> None:
+    annotations = json.loads(path.read_text())
+    change(annotations)
+    path.write_text(json.dumps(annotations))
+
+
+def _config(repo, data):
+    return load_config(str(repo / HTC), {'data_root': f'{data}/'})
+
+
+def test_the_demo_data_is_clean(repo, data):
+    reports = check_config(
+        _config(repo, data), ['train_dataloader', 'val_dataloader'],
+        images=True)
+    assert [r.problems for r in reports] == [{}, {}]
+    train = reports[0]
+    assert (train.images, train.images_kept) == (2, 2)
+    raw = json.loads((data / TRAIN).read_text())
+    assert sum(train.instances.values()) == len(raw['annotations'])
+    assert set(train.instances) <= {'sports ball', 'kite', 'tv'}
+    assert sum(train.sizes.values()) == len(raw['annotations'])
+    assert 'problems: none' in format_report(train)
+
+
+def test_skips_are_counted_with_their_ids(repo, data):
+
+    def damage(annotations):
+        first, second = annotations['annotations'][:2]
+        first['bbox'][2] = -4  # negative width
+        second['bbox'][:2] = [500, 500]  # wholly outside a 128 image
+        extra = dict(second, id=999, image_id=77)  # no such image
+        other = dict(second, id=998, category_id=1, bbox=[0, 0, 8, 8])
+        annotations['annotations'] += [extra, other]
+
+    _edit(data / TRAIN, damage)
+    config = _config(repo, data)
+    # The demo's three classes: category 1 (person) is not among them.
+    config.train_dataloader.dataset.metainfo = dict(
+        classes=('sports ball', 'kite', 'tv'))
+    report, = check_config(config, ['train_dataloader'])
+    assert report.problems == {
+        'empty_box': [1],
+        'outside_image': [2],
+        'unknown_image': [999],
+        'other_category': [998],
+    }
+    lines = skipped_lines([report])
+    assert f'train_dataloader: {data / TRAIN}: 1 x box of zero or negative ' \
+        'size (mmdet skips it) (ids 1)' in lines
+    assert any('wholly outside its image' in line for line in lines)
+    assert 'skip: 1 x annotation of an image id not in images (never read) ' \
+        '(ids 999)' in format_report(report)
+
+
+def test_stops(repo, data):
+    config = _config(repo, data)
+    (data / 'train2017' / '000000000002.png').unlink()
+    with pytest.raises(UserError) as err:
+        check_config(config, ['train_dataloader'])
+    assert str(err.value) == (
+        f'train_dataloader: {data / TRAIN}: 1 x image file missing (ids 2); '
+        'remove those entries or put the files in place (python '
+        'tools/misc/check_dataset.py CONFIG lists every problem)')
+
+    # HTC's semantic maps are checked too.
+    shutil.copy(data / 'train2017' / '000000000001.png',
+                data / 'train2017' / '000000000002.png')
+    (data / 'stuffthingmaps' / 'train2017' / '000000000001.png').unlink()
+    with pytest.raises(UserError, match=r'1 x semantic map missing \(ids 1\)'):
+        check_config(config, ['train_dataloader'])
+
+
+def test_an_unreadable_image_is_found_by_decoding(repo, data):
+    (data / 'val2017' / '000000000001.png').write_bytes(b'not a png')
+    config = _config(repo, data)
+    dataset = config.val_dataloader.dataset
+    assert check_split(dataset, 'val_dataloader').problems == {}
+    assert check_split(
+        dataset, 'val_dataloader', images=True).problems == {
+            'unreadable_image': [1]
+        }
+
+
+@pytest.mark.parametrize('text, says', [
+    ('{"images": [', 'is not valid JSON (line 1, column 13'),
+    ('[1, 2]', 'is not in COCO format (no images, annotations, categories'),
+    ('{"images": [], "annotations": []}', 'is not in COCO format (no '
+     'categories list)'),
+    ('{"images": [{"id": 1}], "annotations": [], "categories": []}',
+     'images[0] has no file_name, width, height'),
+])
+def test_files_that_are_not_coco(repo, data, text, says):
+    (data / TRAIN).write_text(text)
+    with pytest.raises(
+            UserError, match='annotation file .*' + re.escape(says)):
+        check_config(_config(repo, data), ['train_dataloader'])
+
+
+def test_classes_and_an_empty_result(repo, data):
+    config = _config(repo, data)
+    config.train_dataloader.dataset.metainfo = dict(classes=('unicorn', 'tv'))
+    with pytest.raises(UserError) as err:
+        check_config(config, ['train_dataloader'])
+    assert "1 of the config's 2 classes are not categories of" in str(
+        err.value)
+    assert '(unicorn); set the dataset\'s metainfo=dict(classes=(...))' in str(
+        err.value)
+
+    config.train_dataloader.dataset.metainfo = dict(classes=('person', ))
+    with pytest.raises(
+            UserError, match="no image is left after mmdet's "
+            'filter'):
+        check_config(config, ['train_dataloader'])
+
+
+def test_nothing_left_after_the_filter_is_a_stop_of_the_report(repo, data):
+    """The report decides it once: the quick check raises it, the summary
+    marks it STOP, and it counts among the report's stops."""
+    config = _config(repo, data)
+    config.train_dataloader.dataset.metainfo = dict(classes=('person', ))
+    report = check_split(config.train_dataloader.dataset, 'train_dataloader')
+    assert report.images_kept == 0 and report.nothing_kept
+    assert report.stops() == [NOTHING_KEPT]
+    assert report.describe(NOTHING_KEPT) == EMPTY
+    summary = format_report(report)
+    assert f'  STOP: {EMPTY}' in summary
+    assert 'problems: none' not in summary
+    with pytest.raises(UserError) as err:
+        check_config(config, ['train_dataloader'])
+    assert str(err.value) == (f'train_dataloader: {data / TRAIN}: {EMPTY}; '
+                              'check the classes and the annotations')
+
+    # Found by id first, then the split as a whole: raised in that order.
+    (data / 'train2017' / '000000000002.png').unlink()
+    report = check_split(config.train_dataloader.dataset, 'train_dataloader')
+    assert report.stops() == ['missing_image', NOTHING_KEPT]
+    lines = format_report(report).splitlines()
+    assert lines[4:6] == [
+        f'  STOP: {EMPTY}', '  STOP: 1 x image file missing (ids 2)'
+    ]
+    assert lines[6].startswith('  skip: ') and \
+        "category not in the config's classes" in lines[6]

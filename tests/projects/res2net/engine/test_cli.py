@@ -1,0 +1,91 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""The pieces the tools share: config loading, data checks, AP table."""
+
+import pytest
+
+from projects.res2net.engine.cli import (ap_table, check_data, load_config,
+                                         run_tool)
+from projects.res2net.errors import UserError
+
+HTC = 'configs/htc_r2_101_fpn_20e.py'
+
+
+def test_data_root_override_moves_every_dataset_path(repo):
+    cfg = load_config(str(repo / HTC), {'data_root': '/datasets/coco'})
+    assert cfg.data_root == '/datasets/coco/'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.data_root == '/datasets/coco/'
+    assert cfg.val_evaluator.ann_file == \
+        '/datasets/coco/annotations/instances_val2017.json'
+    # Relative parts stay relative to the root.
+    assert cfg.train_dataloader.dataset.data_prefix.seg == \
+        'stuffthingmaps/train2017/'
+
+
+def test_explicit_options_win_over_the_moved_root(repo):
+    cfg = load_config(
+        str(repo / HTC), {
+            'data_root': '/datasets/coco/',
+            'val_evaluator.ann_file': '/elsewhere/val.json'
+        })
+    assert cfg.val_evaluator.ann_file == '/elsewhere/val.json'
+    assert cfg.test_evaluator.ann_file == \
+        '/datasets/coco/annotations/instances_val2017.json'
+
+
+def test_without_data_root_nothing_moves(repo):
+    cfg = load_config(str(repo / HTC), {'train_cfg.max_epochs': 1})
+    assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
+    assert cfg.train_cfg.max_epochs == 1
+
+
+def test_bad_config_files_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match='config file not found'):
+        load_config(str(tmp_path / 'missing.py'))
+    broken = tmp_path / 'broken.py'
+    broken.write_text('model = dict(\n')
+    with pytest.raises(UserError, match='cannot read config'):
+        load_config(str(broken))
+
+
+def test_check_data_accepts_demo_data_and_names_missing_parts(
+        repo, tiny_demo_data, tmp_path):
+    cfg = load_config(str(repo / HTC), {'data_root': str(tiny_demo_data)})
+    check_data(cfg, ['train_dataloader', 'val_dataloader'])
+
+    (tmp_path / 'annotations').mkdir()
+    (tmp_path / 'annotations' / 'instances_train2017.json').write_text('{}')
+    cfg = load_config(str(repo / HTC), {'data_root': str(tmp_path)})
+    with pytest.raises(UserError) as info:
+        check_data(cfg, ['train_dataloader'])
+    assert f'folder not found: {tmp_path}/train2017/' in str(info.value)
+    assert '--cfg-options data_root=' in str(info.value)
+
+
+def test_ap_table_rows_per_task():
+    metrics = {
+        f'coco/{task}_{key}': value
+        for task, value in (('bbox', 0.5), ('segm', 0.25))
+        for key in ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
+    }
+    lines = ap_table(metrics).splitlines()
+    assert lines[0] == '| task | AP | AP50 | AP75 | APs | APm | APl |'
+    assert lines[2] == '| bbox | ' + ' | '.join(['0.500'] * 6) + ' |'
+    assert lines[3].startswith('| segm | 0.250')
+    # No segm row without segm metrics; COCO's -1 (no objects) shows as -.
+    metrics = {k: v for k, v in metrics.items() if 'bbox' in k}
+    metrics['coco/bbox_mAP_l'] = -1.0
+    lines = ap_table(metrics).splitlines()
+    assert len(lines) == 3
+    assert lines[2] == '| bbox | ' + ' | '.join(['0.500'] * 5) + ' | – |'
+
+
+def test_run_tool_prints_one_line_and_exits_2(capsys):
+
+    def main():
+        raise UserError('thing not found: x; do y')
+
+    with pytest.raises(SystemExit) as info:
+        run_tool(main)
+    assert info.value.code == 2
+    assert capsys.readouterr().err == 'error: thing not found: x; do y\n'

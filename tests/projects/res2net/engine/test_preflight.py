@@ -1,0 +1,75 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""projects/res2net/engine/preflight.py: what train.py checks before the
+Runner."""
+import pytest
+
+from projects.res2net.engine.cli import load_config
+from projects.res2net.engine.preflight import (build_model,
+                                               removed_on_early_failure)
+from projects.res2net.errors import UserError
+
+DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
+
+
+def test_an_unknown_argument_anywhere_names_its_path_and_the_likely_one(repo):
+    cfg = load_config(str(repo / DEMO))
+    cfg.model.rpn_head.anchor_generatr = cfg.model.rpn_head.pop(
+        'anchor_generator')
+    with pytest.raises(UserError) as err:
+        build_model(cfg)
+    assert ('model.rpn_head.anchor_generatr: RPNHead takes no argument '
+            'anchor_generatr (did you mean anchor_generator?); fix the '
+            'config or its --cfg-options') in str(err.value)
+
+
+def test_a_bad_value_keeps_our_message(repo):
+    cfg = load_config(str(repo / DEMO))
+    cfg.model.backbone.scales = 1
+    with pytest.raises(UserError, match=r'model: scales=1 is not supported'):
+        build_model(cfg)
+
+
+def test_an_early_failure_leaves_the_work_dir_as_it_was(tmp_path):
+    new = tmp_path / 'new'
+    with pytest.raises(RuntimeError):
+        with removed_on_early_failure(str(new)):
+            (new / '20261123_170000' / 'vis_data').mkdir(parents=True)
+            (new / 'demo.py').write_text('config dump')
+            raise RuntimeError('the dataset did not load')
+    assert not new.exists()
+
+    old = tmp_path / 'old'
+    old.mkdir()
+    (old / 'iter_2.pth').write_text('an earlier run')
+    with pytest.raises(RuntimeError):
+        with removed_on_early_failure(str(old)):
+            (old / '20261123_170000').mkdir()
+            (old / 'demo.py').write_text('config dump')
+            raise RuntimeError('the first iteration failed')
+    assert sorted(p.name for p in old.iterdir()) == ['iter_2.pth']
+
+
+def test_a_failure_after_a_checkpoint_keeps_everything(tmp_path):
+    with pytest.raises(RuntimeError):
+        with removed_on_early_failure(str(tmp_path / 'wd')):
+            (tmp_path / 'wd' / 'log').mkdir(parents=True)
+            (tmp_path / 'wd' / 'iter_1000.pth').write_text('hours of work')
+            raise RuntimeError('diverged')
+    assert sorted(p.name for p in (tmp_path / 'wd').iterdir()) == \
+        ['iter_1000.pth', 'log']
+
+
+def test_the_checkpoint_to_resume_from(tmp_path):
+    from projects.res2net.engine.preflight import latest_checkpoint
+    assert latest_checkpoint(str(tmp_path / 'none')) is None
+    assert latest_checkpoint(str(tmp_path)) is None
+    for n in (2, 10, 4):
+        (tmp_path / f'iter_{n}.pth').write_bytes(b'x')
+    record = tmp_path / 'last_checkpoint'
+    record.write_text(str(tmp_path / 'iter_4.pth'))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    # Killed while mmengine rewrote it: empty, or naming a file now gone.
+    record.write_text('')
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    record.write_text(str(tmp_path / 'iter_12.pth'))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
