@@ -2,7 +2,8 @@
 """Res2Net backbones for MMDetection 3.x.
 
 Importing this package (configs do it through ``custom_imports``) registers
-:class:`Res2NetBackbone` in ``mmdet.registry.MODELS`` and the hooks
+:class:`Res2NetBackbone` and :class:`Res2NetDLA` in
+``mmdet.registry.MODELS`` and the hooks
 (:class:`DeployHook`, :class:`ExactResumeHook`, :class:`FiniteLossHook`) in
 mmengine's ``HOOKS`` and :class:`AtomicLocalBackend` among mmengine's file
 backends, and lets torch's weights-only loader read the
@@ -10,12 +11,12 @@ checkpoints that mmengine writes.
 """
 from .engine import (AtomicLocalBackend, DeployHook, ExactResumeHook,
                      FiniteLossHook)
-from .models import Bottle2neck, Res2NetBackbone
+from .models import Bottle2neck, Res2NetBackbone, Res2NetDLA
 from .models.checkpoint import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
 __all__ = [
-    'Bottle2neck', 'Res2NetBackbone', 'DeployHook', 'ExactResumeHook',
-    'FiniteLossHook', 'AtomicLocalBackend'
+    'Bottle2neck', 'Res2NetBackbone', 'Res2NetDLA', 'DeployHook',
+    'ExactResumeHook', 'FiniteLossHook', 'AtomicLocalBackend'
 ]

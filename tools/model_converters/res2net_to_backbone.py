@@ -2,10 +2,13 @@
 """Convert released Res2Net weights to ``Res2NetBackbone`` (and back).
 
 Reads a local checkpoint of the official code (``res2net.py``,
-``res2net_v1b.py``, ``res2next.py``) or of timm (``res2net*``), renames its
-keys, checks them against the chosen variant strictly, and writes a
-checkpoint that a config's ``init_cfg=dict(type='Pretrained',
-checkpoint=DST)`` loads. ``--reverse`` writes the official/timm names.
+``res2net_v1b.py``, ``res2next.py``, ``dla.py``) or of timm (``res2net*``,
+``dla60_res2net``, ``dla60_res2next``), renames its keys (the DLA variants
+build ``Res2NetDLA``, whose keys are the official ones; timm's DLA files get
+the official code's unused projections filled in), checks them against the
+chosen variant strictly, and writes a checkpoint that a config's
+``init_cfg=dict(type='Pretrained', checkpoint=DST)`` loads. ``--reverse``
+writes the official/timm names.
 
 Example:
     python tools/model_converters/res2net_to_backbone.py \\
@@ -19,10 +22,12 @@ import torch
 
 from projects.res2net.engine.cli import run_tool, tool_parser
 from projects.res2net.engine.fileio import write_atomically
-from projects.res2net.models.backbone import Res2NetBackbone
 from projects.res2net.models.checkpoint import check_fits, read_state_dict
-from projects.res2net.models.convert import from_backbone, to_backbone
-from projects.res2net.models.variants import VARIANTS, variant_kwargs
+from projects.res2net.models.convert import (fill_unused_dla_keys,
+                                             from_backbone, to_backbone)
+from projects.res2net.models.variants import (DLA_VARIANTS, VARIANTS,
+                                              backbone_type, build_variant,
+                                              variant_kwargs)
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,7 +54,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     kwargs = variant_kwargs(args.variant)
-    backbone = Res2NetBackbone(**kwargs)
+    backbone = build_variant(args.variant)
     fix = (f'is it a {args.variant} checkpoint? pick the --variant it was '
            'trained as (tools/analysis_tools/res2net_table.py lists them)')
     state = read_state_dict(
@@ -60,6 +65,12 @@ def main() -> None:
         payload = conversion.state_dict
     else:
         conversion = to_backbone(state)
+        filled = []
+        if args.variant in DLA_VARIANTS:
+            # timm leaves out the official trees' unused projections.
+            completed, filled = fill_unused_dla_keys(conversion.state_dict,
+                                                     backbone)
+            conversion.state_dict.update(completed)
         check_fits(backbone, conversion.state_dict, source=args.src, fix=fix)
         payload = dict(
             state_dict=conversion.state_dict,
@@ -76,9 +87,13 @@ def main() -> None:
           f'{len(conversion.renamed)} renamed')
     print(f'  dropped: {len(conversion.dropped)} ({dropped})')
     print('  unexpected: 0')
+    if not args.reverse and args.variant in DLA_VARIANTS:
+        print(f'  filled: {len(filled)} (unused projections; none in an '
+              'official file, all in a timm one)')
     if not args.reverse:
+        kind = backbone_type(args.variant)
         print(
-            '  use with: model.backbone = dict(type=\'Res2NetBackbone\', ' +
+            f'  use with: model.backbone = dict(type=\'{kind}\', ' +
             ', '.join(f'{k}={v!r}' for k, v in kwargs.items()) +
             f', init_cfg=dict(type=\'Pretrained\', checkpoint=\'{args.dst}\'))'
         )

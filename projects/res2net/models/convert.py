@@ -17,10 +17,20 @@ official / timm                        Res2NetBackbone
 
 Blocks (``conv1``, ``bn1``, ``convs.i``, ``bns.i``, ``conv3``, ``bn3``,
 ``downsample.*``) keep their names in every variant.
+
+Res2Net-DLA (official ``dla.py``; timm's ``dla60_res2net`` and
+``dla60_res2next``): ``Res2NetDLA`` uses the official names unchanged
+(``base_layer``, ``level0`` .. ``level5``, ``tree1``, ``tree2``,
+``root.conv``, ``root.bn``, ``project.{0,1}``, the block keys above); only
+the classifier ``fc.*`` (a 1x1 conv in both) is dropped. timm's
+checkpoints lack the official code's unused projections of the deeper
+trees (``level3.project``, ``level4.project``, ``level4.tree1.project``);
+:func:`fill_unused_dla_keys` fills them in, since no output depends on
+them. The reverse conversion writes the official key set.
 """
 from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
-from torch import Tensor
+from torch import Tensor, nn
 
 # (upstream, ours) name pieces. The stem pairs apply at the start of a key
 # and only to a deep stem (v1's conv1/bn1 keep their names); the SE pairs
@@ -75,3 +85,23 @@ def to_backbone(state: Mapping[str, Tensor]) -> Conversion:
 def from_backbone(state: Mapping[str, Tensor]) -> Conversion:
     """``Res2NetBackbone`` key names -> official/timm key names."""
     return _convert(state, reverse=True)
+
+
+def fill_unused_dla_keys(state: Mapping[str, Tensor], backbone: nn.Module
+                         ) -> Tuple[Dict[str, Tensor], List[str]]:
+    """Add a DLA backbone's unused-projection entries missing in ``state``.
+
+    timm leaves out the projections that the official trees build but
+    never use; a strict load needs them, so they are taken from
+    ``backbone`` (their values reach no output).
+
+    Args:
+        state: Converted backbone weights (e.g. from a timm checkpoint).
+        backbone: A ``Res2NetDLA`` of the checkpoint's variant.
+
+    Returns:
+        The completed state dict and the keys that were filled in.
+    """
+    own = backbone.state_dict()
+    filled = [k for k in backbone.unused_keys() if k not in state]
+    return {**state, **{k: own[k] for k in filled}}, filled

@@ -7,6 +7,11 @@ size table, the weight converters, the configs and the tests name variants
 the same way. The official ImageNet models pool the passed-through split in
 every stage block (``first_block_pool='always'``); weights converted from
 them need that rule to reproduce the published network exactly.
+
+The Res2Net-DLA networks (the official ``dla.py``) are in the same table,
+as :class:`~projects.res2net.models.dla.Res2NetDLA` arguments:
+:func:`backbone_type` says which class a name builds and
+:func:`build_variant` builds it.
 """
 from typing import Dict, NamedTuple, Optional, Tuple
 
@@ -22,7 +27,7 @@ _V1 = dict(stem_type='basic', avg_down=False, first_block_pool='always')
 # downsample.
 _V1B = dict(stem_type='deep', avg_down=True, first_block_pool='always')
 
-VARIANTS: Dict[str, dict] = {
+RESNET_VARIANTS: Dict[str, dict] = {
     'res2net50_26w_4s':
     dict(depth=50, scales=4, base_width=26, **_V1),
     'res2net50_48w_2s':
@@ -53,6 +58,16 @@ VARIANTS: Dict[str, dict] = {
     dict(depth=50, scales=4, base_width=26, se_ratio=16, **_V1B),
 }
 
+# Res2Net-DLA (dla.py): floor(planes * 28 / 128) channels per split;
+# Res2NeXt-DLA: planes * 8 // 32 channels in 8 groups.
+DLA_VARIANTS: Dict[str, dict] = {
+    'res2net_dla60': dict(depth=60, scales=4, base_width=28),
+    'res2next_dla60': dict(depth=60, scales=4, base_width=4, groups=8),
+}
+
+# Every named network: ``Res2NetBackbone`` ones first, then the DLA ones.
+VARIANTS: Dict[str, dict] = {**RESNET_VARIANTS, **DLA_VARIANTS}
+
 
 class PublishedSize(NamedTuple):
     """Sizes from the paper / official repository (1000-class head)."""
@@ -71,6 +86,11 @@ PUBLISHED: Dict[str, PublishedSize] = {
     'res2next50': PublishedSize(24.67, 4.2),
     'res2net50_v1b_26w_4s': PublishedSize(25.72, 4.5, 19.73),
     'res2net101_v1b_26w_4s': PublishedSize(45.23, 8.3, 18.77),
+    # The paper's DLA rows; mmengine counts 4.147 G and 3.485 G MACs on the
+    # official code (its counter traces, so the official code's unused
+    # projections are not counted).
+    'res2net_dla60': PublishedSize(21.15, 4.2, 21.53),
+    'res2next_dla60': PublishedSize(17.33, 3.6, 21.55),
 }
 
 
@@ -87,8 +107,33 @@ def variant_kwargs(name: str) -> dict:
     return dict(VARIANTS[name])
 
 
+def backbone_type(name: str) -> str:
+    """The registered backbone class of a named variant.
+
+    Raises:
+        ConfigValueError: The name is not a known variant.
+    """
+    variant_kwargs(name)
+    return 'Res2NetDLA' if name in DLA_VARIANTS else 'Res2NetBackbone'
+
+
+def build_variant(name: str, **overrides) -> nn.Module:
+    """The backbone of a named variant; ``overrides`` are further backbone
+    arguments (e.g. ``out_indices``, ``init_cfg``)."""
+    kwargs = {**variant_kwargs(name), **overrides}
+    if backbone_type(name) == 'Res2NetDLA':
+        from .dla import Res2NetDLA
+        return Res2NetDLA(**kwargs)
+    from .backbone import Res2NetBackbone
+    return Res2NetBackbone(**kwargs)
+
+
 class ImageNetClassifier(nn.Module):
     """A backbone with the 1000-class head that the published sizes count.
+
+    For DLA the official head is a global average pool (``AvgPool2d(7)`` at
+    224x224) and a 1x1 conv with bias, 1024 -> 1000: the same parameters
+    and multiply-adds as this pool and linear layer.
 
     Args:
         backbone: The backbone; its last output feeds the head.
@@ -111,8 +156,8 @@ def measure_size(name: str, image_size: int = 224) -> Tuple[float, float]:
     MACs come from mmengine's complexity counter, which counts a multiply-add
     as one operation.
     """
-    from .backbone import Res2NetBackbone
-    backbone = Res2NetBackbone(**variant_kwargs(name), out_indices=(3, ))
+    last = 5 if backbone_type(name) == 'Res2NetDLA' else 3
+    backbone = build_variant(name, out_indices=(last, ))
     model = ImageNetClassifier(backbone).eval()
     params = sum(p.numel() for p in model.parameters())
     info = get_model_complexity_info(

@@ -15,7 +15,8 @@ from projects.res2net import Res2NetBackbone
 from projects.res2net.errors import CheckpointError
 from projects.res2net.models.checkpoint import check_fits
 from projects.res2net.models.convert import from_backbone, to_backbone
-from projects.res2net.models.variants import (PUBLISHED, VARIANTS,
+from projects.res2net.models.variants import (DLA_VARIANTS, PUBLISHED,
+                                              RESNET_VARIANTS, VARIANTS,
                                               measure_size, variant_kwargs)
 
 # --- an upstream reference: official res2net.py / res2net_v1b.py /
@@ -136,7 +137,7 @@ class UpstreamRes2Net(nn.Module):
         return outs
 
 
-@pytest.mark.parametrize('name', sorted(VARIANTS))
+@pytest.mark.parametrize('name', sorted(RESNET_VARIANTS))
 def test_converted_upstream_weights_give_the_upstream_network(name, randomise):
     kwargs = variant_kwargs(name)
     upstream = randomise(UpstreamRes2Net(**kwargs)).eval()
@@ -194,7 +195,7 @@ def test_converter_tool_round_trip_and_refusal(call_tool, tmp_path, randomise):
     assert not wrong.exists() and not list(tmp_path.glob('*.tmp'))
 
 
-@pytest.mark.parametrize('name', sorted(VARIANTS))
+@pytest.mark.parametrize('name', sorted(RESNET_VARIANTS))
 def test_every_variant_builds_and_trains_a_step(name):
     model = Res2NetBackbone(**variant_kwargs(name), norm_eval=False)
     model.train()
@@ -212,10 +213,16 @@ def test_size_table_matches_the_published_one(call_tool):
         name, params, macs = [c.strip() for c in line.strip('|').split('|')]
         rows[name] = (float(params), float(macs))
     assert list(rows) == list(VARIANTS)
+    assert set(DLA_VARIANTS) <= set(PUBLISHED)
     for name, published in PUBLISHED.items():
         params, macs = rows[name]
         assert abs(params - published.params_m) <= 0.01, name
-        assert abs(macs - published.macs_g) <= 0.02 * published.macs_g, name
+        # The paper's DLA FLOPs come from another counter: the 4%
+        # (mmengine gives 3.485 G on the official Res2NeXt-DLA-60, 3.2% under
+        # the published 3.6 G).
+        tolerance = 0.04 if name in DLA_VARIANTS else 0.02
+        assert abs(macs - published.macs_g) <= tolerance * published.macs_g, (
+            name)
     # The table prints what measure_size() computes.
     assert rows['res2next50'] == tuple(
         round(v, 2) for v in measure_size('res2next50'))
