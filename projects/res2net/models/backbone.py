@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigValueError
-from .checkpoint import load_pretrained
+from .checkpoint import StrictPretrainedInit
 
 # When the passed-through split of a stage's first block is average-pooled:
 # 'strided' - only when that block downsamples (mmdet 3.x; the zoo detectors
@@ -293,7 +293,7 @@ class Bottle2neck(Bottleneck):
 
 
 @MODELS.register_module()
-class Res2NetBackbone(ResNet):
+class Res2NetBackbone(StrictPretrainedInit, ResNet):
     """Res2Net backbone (Gao et al., TPAMI 2021) on mmdet's ResNet.
 
     The defaults give Res2Net-v1b ("v1d" in mmdet's weight names): the deep
@@ -567,13 +567,3 @@ class Res2NetBackbone(ResNet):
         """
         super().train(mode)
         return self
-
-    def init_weights(self) -> None:
-        """Initialise, loading ``Pretrained`` weights strictly."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            options = {k: v for k, v in cfg.items() if k != 'type'}
-            load_pretrained(self, **options)
-            self._is_init = True
-        else:
-            super().init_weights()

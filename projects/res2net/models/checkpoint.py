@@ -293,3 +293,20 @@ def load_pretrained(module: nn.Module,
     print_log(
         f'loaded {len(expected)} backbone tensors from {checkpoint}',
         logger='current')
+
+
+class StrictPretrainedInit:
+    """A backbone mixin: ``init_weights`` loads a ``Pretrained`` init_cfg
+    with :func:`load_pretrained` (strictly, one line on any problem)
+    instead of mmengine's non-strict load; any other init_cfg goes to the
+    next class's ``init_weights``. Put it first among the bases."""
+
+    def init_weights(self) -> None:
+        """Initialise, loading ``Pretrained`` weights strictly."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            options = {k: v for k, v in cfg.items() if k != 'type'}
+            load_pretrained(self, **options)
+            self._is_init = True
+        else:
+            super().init_weights()

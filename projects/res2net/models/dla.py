@@ -37,7 +37,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigValueError
 from .backbone import Bottle2neck, _check_choice, conv_norm, split_width
-from .checkpoint import load_pretrained
+from .checkpoint import StrictPretrainedInit
 
 # The official DLA's widths are relative to a 64-channel bottleneck.
 _BASE_CHANNELS = 64
@@ -200,7 +200,7 @@ class DLATree(BaseModule):
 
 
 @MODELS.register_module()
-class Res2NetDLA(BaseModule):
+class Res2NetDLA(StrictPretrainedInit, BaseModule):
     """Res2Net-DLA / Res2NeXt-DLA backbone (Gao et al., TPAMI 2021).
 
     ``base_layer`` (7x7 conv, stride 1), ``level0`` and ``level1`` (3x3
@@ -393,13 +393,3 @@ class Res2NetDLA(BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
-
-    def init_weights(self) -> None:
-        """Initialise, loading ``Pretrained`` weights strictly."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            options = {k: v for k, v in cfg.items() if k != 'type'}
-            load_pretrained(self, **options)
-            self._is_init = True
-        else:
-            super().init_weights()
