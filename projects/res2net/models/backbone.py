@@ -58,6 +58,14 @@ def _check_choice(name: str, value, allowed: Sequence) -> None:
             f'{", ".join(repr(a) for a in allowed)}')
 
 
+def check_int(name: str, value, *, minimum: int, hint: str) -> None:
+    """Raise one line unless ``value`` is an integer >= ``minimum``."""
+    if not isinstance(value, int) or value < minimum:
+        raise ConfigValueError(
+            f'{name}={value!r} is not supported; use an integer >= '
+            f'{minimum} ({hint})')
+
+
 def conv_norm(conv: nn.Module,
               norm: nn.Module,
               x: Tensor,
@@ -460,14 +468,13 @@ class Res2NetBackbone(StrictPretrainedInit, ResNet):
                       FIRST_BLOCK_POOL_RULES)
         _check_choice('style', style, ('pytorch', 'caffe'))
         _check_choice('num_stages', num_stages, (1, 2, 3, 4))
-        if not isinstance(scales, int) or scales < 2:
-            raise ConfigValueError(
-                f'scales={scales!r} is not supported; use an integer >= 2 '
-                '(scales=1 is a plain ResNet)')
-        if not isinstance(groups, int) or groups < 1:
-            raise ConfigValueError(
-                f'groups={groups!r} is not supported; use an integer >= 1 '
-                '(1 for Res2Net, e.g. 8 for Res2NeXt)')
+        check_int(
+            'scales', scales, minimum=2, hint='scales=1 is a plain ResNet')
+        check_int(
+            'groups',
+            groups,
+            minimum=1,
+            hint='1 for Res2Net, e.g. 8 for Res2NeXt')
         width = split_width(base_channels, base_width, base_channels, groups)
         if width < 1 or base_width <= 0:
             raise ConfigValueError(

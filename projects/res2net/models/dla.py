@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigValueError
-from .backbone import Bottle2neck, _check_choice, conv_norm, split_width
+from .backbone import (Bottle2neck, _check_choice, check_int, conv_norm,
+                       split_width)
 from .checkpoint import StrictPretrainedInit
 
 # The official DLA's widths are relative to a 64-channel bottleneck.
@@ -308,14 +309,16 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
                   frozen_stages, norm_cfg) -> None:
         """Reject settings that would fail later or build the wrong net."""
         _check_choice('depth', depth, sorted(cls.arch_settings))
-        if not isinstance(scales, int) or scales < 2:
-            raise ConfigValueError(
-                f'scales={scales!r} is not supported; use an integer >= 2 '
-                '(4 for the published Res2Net-DLA networks)')
-        if not isinstance(groups, int) or groups < 1:
-            raise ConfigValueError(
-                f'groups={groups!r} is not supported; use an integer >= 1 '
-                '(1 for Res2Net-DLA, 8 for Res2NeXt-DLA)')
+        check_int(
+            'scales',
+            scales,
+            minimum=2,
+            hint='4 for the published Res2Net-DLA networks')
+        check_int(
+            'groups',
+            groups,
+            minimum=1,
+            hint='1 for Res2Net-DLA, 8 for Res2NeXt-DLA')
         _, channels = cls.arch_settings[depth]
         widths = [
             split_width(c // 2, base_width, _BASE_CHANNELS, groups)
