@@ -39,3 +39,38 @@ res2net50_backbone = dict(
 res2net_dcn_c3_c5 = dict(
     dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
     stage_with_dcn=(False, True, True, True))
+
+# Res2Net-DLA-60 (the official dla.py): the light Res2Net backbone, 21 M
+# parameters and 4.1 GMACs at 224² (Res2Net-v1b-101: 45 M, 8.3 G). Its
+# levels 2-5 give strides 4-32 with 128, 256, 512, 1024 channels (an FPN's
+# `in_channels`, dla_fpn_in_channels below). Not a ResNet: a leaf config
+# replaces the base's backbone whole (`_delete_=True`). frozen_stages=2 freezes
+# through level2 (stride 4), as mmdet's frozen_stages=1 freezes a ResNet's
+# stem and first stage. Its ImageNet weights: convert the official
+# res2net_dla60_4s-d88db7f9.pth (or timm's dla60_res2net) with
+#   python tools/model_converters/res2net_to_backbone.py \
+#       res2net_dla60_4s-d88db7f9.pth checkpoints/res2net_dla60.pth \
+#       --variant res2net_dla60
+res2net_dla60_backbone = dict(
+    type='Res2NetDLA',
+    depth=60,
+    scales=4,
+    base_width=28,
+    out_indices=(2, 3, 4, 5),
+    frozen_stages=2,
+    norm_cfg=dict(type='BN', requires_grad=True),
+    norm_eval=True,
+    init_cfg=dict(
+        type='Pretrained', checkpoint='checkpoints/res2net_dla60.pth'))
+
+# Res2NeXt-DLA-60: 8 groups of 4 channels per split (17 M parameters, 3.5
+# GMACs); convert res2next_dla60_4s-d327927b.pth (or timm's dla60_res2next)
+# with --variant res2next_dla60 to checkpoints/res2next_dla60.pth.
+res2next_dla60_backbone = dict(
+    res2net_dla60_backbone,
+    base_width=4,
+    groups=8,
+    init_cfg=dict(
+        type='Pretrained', checkpoint='checkpoints/res2next_dla60.pth'))
+
+dla_fpn_in_channels = [128, 256, 512, 1024]

@@ -2,8 +2,8 @@
 """Res2Net backbones for MMDetection 3.x.
 
 Importing this package (configs do it through ``custom_imports``) registers
-:class:`Res2NetBackbone` and :class:`Res2NetDLA` in
-``mmdet.registry.MODELS`` and the hooks
+:class:`Res2NetBackbone`, :class:`Res2NetDLA` and the plain :class:`DLA`
+(its baseline) in ``mmdet.registry.MODELS`` and the hooks
 (:class:`DeployHook`, :class:`ExactResumeHook`, :class:`FiniteLossHook`) in
 mmengine's ``HOOKS`` and :class:`AtomicLocalBackend` among mmengine's file
 backends, and lets torch's weights-only loader read the
@@ -11,12 +11,12 @@ checkpoints that mmengine writes.
 """
 from .engine import (AtomicLocalBackend, DeployHook, ExactResumeHook,
                      FiniteLossHook)
-from .models import Bottle2neck, Res2NetBackbone, Res2NetDLA
+from .models import DLA, Bottle2neck, Res2NetBackbone, Res2NetDLA
 from .models.checkpoint import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
 __all__ = [
-    'Bottle2neck', 'Res2NetBackbone', 'Res2NetDLA', 'DeployHook',
+    'Bottle2neck', 'DLA', 'Res2NetBackbone', 'Res2NetDLA', 'DeployHook',
     'ExactResumeHook', 'FiniteLossHook', 'AtomicLocalBackend'
 ]

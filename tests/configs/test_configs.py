@@ -1,5 +1,6 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""The five R2-101 detector configs: settings, zoo compatibility, a run."""
+"""The detector configs: the five R2-101 ones (settings, zoo compatibility),
+those beyond them (R2-50, DCN, Res2Net-DLA), and a run of each."""
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
+from projects.res2net.models.variants import backbone_type, variant_kwargs
 from projects.res2net.zoo.table import demo_run_options
 
 # Our config -> (the model-zoo config of the same detector in mmdet,
@@ -40,6 +42,24 @@ BEYOND.update({
          stage_with_dcn=(False, True, True, True)))
     for name in ('cascade_mask_rcnn_r2_101_fpn_20e', 'htc_r2_101_fpn_20e')
 })
+
+# The Res2Net-DLA configs: config -> (the variant of its backbone, the mmdet
+# config it is written on, evaluated tasks).
+DLA = {
+    'faster_rcnn_r2_dla60_fpn_1x':
+    ('res2net_dla60', 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco', ['bbox']),
+    'retinanet_r2_dla60_fpn_1x':
+    ('res2net_dla60', 'retinanet/retinanet_r50_fpn_1x_coco', ['bbox']),
+    'faster_rcnn_r2x_dla60_fpn_1x':
+    ('res2next_dla60', 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco', ['bbox']),
+}
+
+
+def tasks_of(name: str) -> list:
+    """The tasks a config of ours is evaluated on."""
+    if name in DLA:
+        return DLA[name][2]
+    return REFERENCE[BEYOND[name][0] if name in BEYOND else name][3]
 
 
 def metrics_of(cfg: Config) -> list:
@@ -116,6 +136,62 @@ def test_beyond_reference_configs_change_only_the_backbone(repo, name):
     assert cfg.param_scheduler == reference.param_scheduler
 
 
+def unscoped(node):
+    """A config node without the ``_scope_`` keys that ``get_config`` adds
+    to what it loads."""
+    if isinstance(node, dict):
+        return {k: unscoped(v) for k, v in node.items() if k != '_scope_'}
+    if isinstance(node, (list, tuple)):
+        return [unscoped(v) for v in node]
+    return node
+
+
+@pytest.mark.parametrize('name', sorted(DLA))
+def test_dla_configs_swap_only_the_backbone(repo, name):
+    """The mmdet config with the variant's backbone (its converted ImageNet
+    weights from a local file) and the FPN taking its channels."""
+    variant, base, tasks = DLA[name]
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(repo / 'configs' / f'{name}.py')
+    reference = get_config(f'mmdet::{base}.py')
+    backbone = cfg.model.backbone
+    assert backbone.type == backbone_type(variant) == 'Res2NetDLA'
+    assert variant_kwargs(variant).items() <= dict(backbone).items()
+    assert backbone.init_cfg == dict(
+        type='Pretrained', checkpoint=f'checkpoints/{variant}.pth')
+    assert (backbone.norm_eval,
+            backbone.norm_cfg) == (True, dict(type='BN', requires_grad=True))
+    model = MODELS.build(dict(backbone, init_cfg=None))
+    assert cfg.model.neck.in_channels == [
+        model.channels[i] for i in backbone.out_indices
+    ]
+    # Everything else is mmdet's.
+    for key in ('train_cfg', 'param_scheduler', 'optim_wrapper',
+                'train_dataloader', 'test_evaluator'):
+        assert unscoped(cfg[key]) == unscoped(reference[key]), key
+    ours, theirs = unscoped(cfg.model), unscoped(reference.model)
+    ours['neck'].pop('in_channels'), theirs['neck'].pop('in_channels')
+    ours.pop('backbone'), theirs.pop('backbone')
+    assert ours == theirs
+    assert metrics_of(cfg) == tasks
+
+
+def test_dla_config_without_its_weights_stops_in_one_line(
+        call_tool, repo, tiny_demo_data, tmp_path):
+    """No converted ImageNet weights: one line naming the file, never a
+    silent random init, and no run left half-way."""
+    work_dir = tmp_path / 'run'
+    result = call_tool('train.py', 'configs/faster_rcnn_r2_dla60_fpn_1x.py',
+                       '--work-dir', work_dir, '--cfg-options',
+                       f'data_root={tiny_demo_data}/')
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: backbone weights not found: '
+                           'checkpoints/res2net_dla60.pth'), last
+    assert 'init_cfg' in last
+    assert not work_dir.exists() or not any(work_dir.rglob('*.pth'))
+
+
 def fewer_boxes(cfg: Config) -> list:
     """``--cfg-options`` for 100 proposals and 32 RoIs per image (and per
     cascade stage) instead of 1000-2000 and 512, and 10 detections per test
@@ -123,6 +199,8 @@ def fewer_boxes(cfg: Config) -> list:
     backward over 512 RoIs per stage otherwise takes most of a CPU step (one
     HTC step: 14 s, with these 2.8 s), and HTC's test runs the mask heads of
     its three stages on every detection."""
+    if 'rcnn' not in cfg.model.train_cfg:  # one-stage: just fewer outputs
+        return ['model.test_cfg.max_per_img=10']
     rcnn = cfg.model.train_cfg.rcnn
     stages = [f'.{i}'
               for i in range(len(rcnn))] if isinstance(rcnn,
@@ -135,13 +213,14 @@ def fewer_boxes(cfg: Config) -> list:
     ] + [f'model.train_cfg.rcnn{stage}.sampler.num=32' for stage in stages]
 
 
-@pytest.mark.parametrize('name', NAMES + sorted(BEYOND))
+@pytest.mark.parametrize('name', NAMES + sorted(BEYOND) + sorted(DLA))
 def test_config_trains_one_step_and_tests_on_demo_data(call_tool, repo,
                                                        tiny_demo_data,
                                                        tmp_path, name):
     config = f'configs/{name}.py'
-    options = demo_run_options(str(tiny_demo_data)) + fewer_boxes(
-        Config.fromfile(repo / config))
+    cfg = Config.fromfile(repo / config)
+    options = demo_run_options(
+        str(tiny_demo_data), test_cfg=cfg.model.test_cfg) + fewer_boxes(cfg)
     train = call_tool('train.py', config, '--work-dir', tmp_path,
                       '--cfg-options', *options)
     assert train.returncode == 0, train.stderr[-3000:]
@@ -153,7 +232,6 @@ def test_config_trains_one_step_and_tests_on_demo_data(call_tool, repo,
                      '--cfg-options', *options)
     assert test.returncode == 0, test.stderr[-3000:]
     metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
-    base = BEYOND[name][0] if name in BEYOND else name
-    for task in REFERENCE[base][3]:
+    for task in tasks_of(name):
         assert 0.0 <= metrics[f'coco/{task}_mAP'] <= 1.0
         assert f'| {task} |' in test.stdout

@@ -1,5 +1,5 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""Backbone latency: mmdet's ResNet-101 and Res2Net-101 against ours.
+"""Backbone latency: ours against the networks they replace.
 
 The entry point: what is measured, and how, is in
 ``projects/res2net/analysis/benchmark_backbone.py``.
@@ -7,12 +7,15 @@ The entry point: what is measured, and how, is in
 Example:
     python tools/analysis_tools/benchmark_backbone.py --size 512 512 \\
         --threads 2 --repeats 7 --out backbone_speed.json
+    python tools/analysis_tools/benchmark_backbone.py --family dla \\
+        --size 512 512 --threads 2 --repeats 7
 """
 import argparse
 
-from projects.res2net.analysis.benchmark_backbone import (MODES, PEAK,
+from projects.res2net.analysis.benchmark_backbone import (FAMILIES, MODES,
+                                                          PEAK,
                                                           benchmark_backbones,
-                                                          profile_runs,
+                                                          lineup, profile_runs,
                                                           profile_table)
 from projects.res2net.analysis.speed import (add_device_arguments,
                                              add_timing_arguments,
@@ -24,19 +27,27 @@ from projects.res2net.engine.fileio import write_json
 
 def parse_args() -> argparse.Namespace:
     parser = tool_parser(
-        "Time mmdet's ResNet and Res2Net and Res2NetBackbone (101 layers "
-        'unless --depth), eager and in their deploy form, interleaved in one '
-        'process',
+        "Time ours against the backbones they replace (mmdet's ResNet and "
+        'Res2Net against Res2NetBackbone, 101 layers unless --depth; or '
+        'DLA-60 and ResNet-50 against Res2NetDLA), eager and in their deploy '
+        'form, interleaved in one process',
         'python tools/analysis_tools/benchmark_backbone.py --size 512 512 '
         '--threads 2 --repeats 7')
     add_timing_arguments(
         parser, size=(512, 512), batch=1, repeats=7, warmup=2, what='runs')
     parser.add_argument(
+        '--family',
+        choices=FAMILIES,
+        default='resnet',
+        help='resnet: Res2NetBackbone against mmdet\'s ResNet and Res2Net; '
+        'dla: Res2Net-DLA-60 and Res2NeXt-DLA-60 against DLA-60 (the same '
+        'network with its plain bottleneck) and ResNet-50 (default: resnet)')
+    parser.add_argument(
         '--depth',
         type=int,
         choices=(50, 101, 152),
-        default=101,
-        help='the depth of every backbone (default: 101)')
+        help='the depth of every backbone of the resnet family (default: '
+        '101)')
     add_device_arguments(parser, amp_help='float16 autocast (CUDA only)')
     parser.add_argument(
         '--train',
@@ -63,11 +74,12 @@ def main() -> None:
     args = parse_args()
     device = check_timing_arguments(args)
     height, width = args.size
+    backbones = lineup(args.family, args.depth)
     found = benchmark_backbones(
         device=device,
         batch=args.batch,
         size=args.size,
-        depth=args.depth,
+        backbones=backbones,
         modes=args.modes,
         train=args.train,
         amp=args.amp,
@@ -86,7 +98,7 @@ def main() -> None:
         print(f'{key}: outputs within {error:.1e} of eager NCHW (relative)')
     profiles = None
     if args.profile:
-        profiles = profile_runs(found.runs, device, args.depth)
+        profiles = profile_runs(found.runs, device, backbones.labels)
         print('time per kind of op, ms (self time of one profiled run):')
         print(profile_table(profiles))
     if args.out:
@@ -94,6 +106,7 @@ def main() -> None:
             args.out,
             dict(
                 device=where,
+                family=args.family,
                 train=args.train,
                 amp=args.amp,
                 input_shape=[args.batch, 3, height, width],

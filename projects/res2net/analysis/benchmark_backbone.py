@@ -1,12 +1,19 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""Backbone latency: mmdet's ResNet-101 and Res2Net-101 against ours.
+"""Backbone latency: ours against the networks they replace.
 
 What ``tools/analysis_tools/benchmark_backbone.py`` measures. It builds, in
-one process, mmdet's ``ResNet`` (depth 101), mmdet's ``Res2Net`` (101,
-26w×4s) and ``Res2NetBackbone`` with the detector configs' settings
-(``configs/_base_/res2net_backbones.py``), each in up to four modes (on
-the CPU, ours runs inference on an NCHW input in channels-last, see
-``cpu_channels_last``: in ``nchw`` mode it is also timed with that off):
+one process, one *lineup* (:func:`lineup`) of backbones with the detector
+configs' settings (``configs/_base_/res2net_backbones.py``):
+
+* ``resnet``: mmdet's ``ResNet`` (depth 101 unless asked), mmdet's
+  ``Res2Net`` (26w×4s) and ``Res2NetBackbone``;
+* ``dla``: ``DLA`` (DLA-60 with its plain bottleneck, the same class
+  hierarchy), mmdet's ``ResNet-50``, ``Res2NetDLA`` as Res2Net-DLA-60 and as
+  Res2NeXt-DLA-60;
+
+each in up to four modes (on the CPU, ours runs inference on an NCHW input
+in channels-last, see ``cpu_channels_last``: in ``nchw`` mode the Res2Net
+one is also timed with that off):
 
 * ``nchw``: eager, eval mode, contiguous NCHW, as trained;
 * ``channels_last``: the same in ``torch.channels_last``;
@@ -22,9 +29,10 @@ model's outputs are checked against its eager ``nchw`` outputs. The runs
 are interleaved (``projects/res2net/analysis/speed.py``): one forward of
 each model in turn, ``--repeats`` times, in a rotating order, so that a machine
 getting faster or slower during the run affects all alike; the
-median of each is reported with its ratio to ResNet-101 in the same mode,
-to mmdet's Res2Net-101 in the same mode and to mmdet's Res2Net-101 in eager
-NCHW, and the achieved GFLOP/s (2 FLOPs per multiply-add, counted by
+median of each is reported with its ratio to each baseline of the lineup
+in the same mode (ResNet and mmdet's Res2Net; DLA-60 and ResNet-50) and to
+the network ours replaces in eager NCHW (mmdet's Res2Net; DLA-60), and the
+achieved GFLOP/s (2 FLOPs per multiply-add, counted by
 mmengine's ``FlopAnalyzer``) against a dense 1x1 conv's, timed in the same
 rounds as the peak the hardware reaches. Only ratios from one run mean
 anything: CPU timings move by ±15% between runs.
@@ -39,7 +47,7 @@ Example:
 import sys
 from contextlib import nullcontext
 from copy import deepcopy
-from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmdet.registry import MODELS
@@ -57,17 +65,15 @@ from ..paths import REPO_ROOT
 from .speed import (calibrate_batch_norms, counterpart, interleaved_seconds,
                     medians)
 
-RESNET, MMDET_R2, OURS, OURS_NCHW = ('resnet', 'mmdet-res2net', 'ours',
-                                     'ours-nchw')
-# What the table calls each, at a depth. ``ours-nchw`` is ours with its
+# The roles a backbone plays in a lineup. ``ours-nchw`` is ours with its
 # CPU inference in NCHW: the block alone, without the channels-last switch
 # that ``cpu_channels_last`` makes for NCHW inputs.
-LABELS = {
-    RESNET: 'mmdet ResNet-{depth}',
-    MMDET_R2: 'mmdet Res2Net-{depth}',
-    OURS: 'Res2NetBackbone-{depth}',
-    OURS_NCHW: 'Res2NetBackbone-{depth} (cpu_channels_last=False)',
-}
+RESNET, MMDET_R2, OURS, OURS_NCHW = ('resnet', 'mmdet-res2net', 'ours',
+                                     'ours-nchw')
+DLA60, OURS_NEXT = 'dla60', 'ours-next'
+FAMILIES = ('resnet', 'dla')
+# Res2NetDLA's arguments that the plain DLA does not take.
+_RES2NET_ONLY = ('scales', 'base_width', 'groups')
 MODES = ('nchw', 'channels_last', 'deploy', 'compiled')
 INFERENCE_ONLY = ('deploy', 'compiled')
 # Deployed outputs must equal the eager ones within this, relative to the
@@ -75,12 +81,36 @@ INFERENCE_ONLY = ('deploy', 'compiled')
 TOLERANCE = 1e-4
 
 
+class Lineup(NamedTuple):
+    """The backbones one table compares.
+
+    Attributes:
+        configs: Their configs by role, in table order.
+        labels: What the table calls each role.
+        baselines: The roles each row's time is divided by, in the same
+            mode.
+        eager: The role each row's time is also divided by in eager NCHW
+            (the network ours replaces, as users run it).
+        nchw_only: Roles timed in eager ``nchw`` inference only (ours with
+            a switch off: elsewhere the same computation).
+    """
+
+    configs: Dict[str, dict]
+    labels: Dict[str, str]
+    baselines: Tuple[str, ...]
+    eager: str
+    nchw_only: Tuple[str, ...]
+
+    def ratio_key(self, role: str, nchw: bool = False) -> str:
+        """The result key of the ratio to ``role`` (in eager NCHW)."""
+        return f'vs_{role.replace("-", "_")}' + ('_nchw' if nchw else '')
+
+
 class BackboneRun(NamedTuple):
     """One backbone in one mode, ready to run: a row of the speed table.
 
     Attributes:
-        backbone: Its role (``RESNET``, ``MMDET_R2``, ``OURS``,
-            ``OURS_NCHW``), a key of ``LABELS``.
+        backbone: Its role, a key of the lineup's ``labels``.
         mode: One of ``MODES``.
         run: One timed call: a forward, or forward + backward.
         macs: Multiply-adds of one forward on the whole batch.
@@ -114,19 +144,69 @@ class BackboneTimings(NamedTuple):
     errors: Dict[str, float]
 
 
-def backbone_configs(depth: int) -> Dict[str, dict]:
-    """The backbones compared, as configs, by role: ours with the detector
-    configs' settings (``configs/_base_/res2net_backbones.py``) and its
-    counterparts in mmdet."""
+def lineup(family: str, depth: Optional[int] = None) -> Lineup:
+    """The backbones compared, as configs with the detector configs'
+    settings (``configs/_base_/res2net_backbones.py``), random weights.
+
+    Args:
+        family: ``'resnet'``: ``Res2NetBackbone`` against mmdet's ``ResNet``
+            and ``Res2Net`` of ``depth`` (default 101); ``'dla'``:
+            ``Res2NetDLA`` (Res2Net-DLA-60 and Res2NeXt-DLA-60) against the
+            plain ``DLA`` (DLA-60) and mmdet's ``ResNet``-50.
+        depth: The ResNet-family depth; DLA-60 has one.
+
+    Raises:
+        UserError: An unknown family, or a depth for the DLA one.
+    """
     base = Config.fromfile(
         str(REPO_ROOT / 'configs' / '_base_' / 'res2net_backbones.py'))
-    ours = dict(base.res2net101_backbone, depth=depth, init_cfg=None)
-    return {
-        RESNET: counterpart(ours, 'resnet'),
-        MMDET_R2: counterpart(ours, 'mmdet-res2net'),
-        OURS: ours,
-        OURS_NCHW: dict(ours, cpu_channels_last=False),
-    }
+    if family == 'resnet':
+        depth = depth or 101
+        ours = dict(base.res2net101_backbone, depth=depth, init_cfg=None)
+        return Lineup(
+            configs={
+                RESNET: counterpart(ours, 'resnet'),
+                MMDET_R2: counterpart(ours, 'mmdet-res2net'),
+                OURS: ours,
+                OURS_NCHW: dict(ours, cpu_channels_last=False),
+            },
+            labels={
+                RESNET: f'mmdet ResNet-{depth}',
+                MMDET_R2: f'mmdet Res2Net-{depth}',
+                OURS: f'Res2NetBackbone-{depth}',
+                OURS_NCHW:
+                f'Res2NetBackbone-{depth} (cpu_channels_last=False)',
+            },
+            baselines=(RESNET, MMDET_R2),
+            eager=MMDET_R2,
+            nchw_only=(OURS_NCHW, ))
+    if family == 'dla':
+        if depth is not None:
+            raise UserError(f'--depth {depth} is for --family resnet; the '
+                            'DLA lineup is DLA-60 against ResNet-50')
+        ours = dict(base.res2net_dla60_backbone, init_cfg=None)
+        plain = {k: v for k, v in ours.items() if k not in _RES2NET_ONLY}
+        resnet = dict(base.res2net50_backbone, init_cfg=None)
+        return Lineup(
+            configs={
+                DLA60: dict(plain, type='DLA'),
+                RESNET: counterpart(resnet, 'resnet'),
+                OURS: ours,
+                OURS_NEXT: dict(base.res2next_dla60_backbone, init_cfg=None),
+                OURS_NCHW: dict(ours, cpu_channels_last=False),
+            },
+            labels={
+                DLA60: 'DLA-60',
+                RESNET: 'mmdet ResNet-50',
+                OURS: 'Res2NetDLA-60',
+                OURS_NEXT: 'Res2NetDLA-60 (Res2NeXt)',
+                OURS_NCHW: 'Res2NetDLA-60 (cpu_channels_last=False)',
+            },
+            baselines=(DLA60, RESNET),
+            eager=DLA60,
+            nchw_only=(OURS_NCHW, ))
+    raise UserError(f'no lineup {family!r}: choose one of '
+                    f'{", ".join(FAMILIES)}')
 
 
 def check_modes(modes: Sequence[str], *, train: bool) -> None:
@@ -187,8 +267,8 @@ def _step(model: nn.Module, x: Tensor, train: bool,
     return run
 
 
-def build_runs(x: Tensor, *, device: str, depth: int, modes: Sequence[str],
-               train: bool,
+def build_runs(x: Tensor, *, device: str, backbones: Lineup,
+               modes: Sequence[str], train: bool,
                amp: bool) -> Tuple[List[BackboneRun], Dict[str, float]]:
     """Every backbone in every mode asked for, and each deployed model's
     largest relative difference to its eager outputs.
@@ -196,8 +276,9 @@ def build_runs(x: Tensor, *, device: str, depth: int, modes: Sequence[str],
     Args:
         x: The input batch, on ``device``.
         device: Where the models run.
-        depth: The depth of every backbone.
-        modes: Of ``MODES``; ``OURS_NCHW`` is built in ``nchw`` only.
+        backbones: The lineup.
+        modes: Of ``MODES``; the lineup's ``nchw_only`` roles are built in
+            ``nchw`` only.
         train: Forward + backward in training mode, else eval forwards.
         amp: Under float16 autocast (CUDA).
     """
@@ -205,7 +286,7 @@ def build_runs(x: Tensor, *, device: str, depth: int, modes: Sequence[str],
     autocast = (lambda: torch.autocast('cuda', dtype=torch.float16)) \
         if amp else nullcontext
     runs, errors = [], {}
-    for name, cfg in backbone_configs(depth).items():
+    for name, cfg in backbones.configs.items():
         reference = _randomise(MODELS.build(cfg).to(device), x)
         # (mmdet's ResNet.train returns None: no chained calls.)
         reference.eval()
@@ -216,7 +297,7 @@ def build_runs(x: Tensor, *, device: str, depth: int, modes: Sequence[str],
         reference.train(train)
         want = None if train else _outputs(reference, x)
         for mode in modes:
-            if name == OURS_NCHW and (mode != 'nchw' or train):
+            if name in backbones.nchw_only and (mode != 'nchw' or train):
                 continue  # elsewhere the same computation as OURS
             model = deepcopy(reference)
             inputs = x
@@ -227,8 +308,7 @@ def build_runs(x: Tensor, *, device: str, depth: int, modes: Sequence[str],
                 deploy(model, compile=mode == 'compiled')
                 inputs = x.contiguous(memory_format=torch.channels_last)
                 # Also compiles, where asked: outside the timed runs.
-                label = LABELS[name].format(depth=depth)
-                errors[f'{label} {mode}'] = _relative_error(
+                errors[f'{backbones.labels[name]} {mode}'] = _relative_error(
                     _outputs(model, inputs), want)
             runs.append(
                 BackboneRun(name, mode, _step(model, inputs, train, autocast),
@@ -315,7 +395,7 @@ def op_kind(name: str, shapes: list) -> str:
 
 
 def profile_runs(runs: Sequence[BackboneRun], device: str,
-                 depth: int) -> Dict[str, Dict[str, float]]:
+                 labels: Dict[str, str]) -> Dict[str, Dict[str, float]]:
     """Milliseconds of self time per kind of op, for one call of each run.
 
     The self time of the leaf aten ops, summed by :func:`op_kind`: where a
@@ -337,8 +417,7 @@ def profile_runs(runs: Sequence[BackboneRun], device: str,
             if ms > 0:
                 kind = op_kind(event.key, event.input_shapes)
                 kinds[kind] = kinds.get(kind, 0.0) + ms
-        label = LABELS[run.backbone].format(depth=depth)
-        found[f'{label} {run.mode}'] = kinds
+        found[f'{labels[run.backbone]} {run.mode}'] = kinds
     return found
 
 
@@ -362,7 +441,7 @@ def profile_table(profiles: Dict[str, Dict[str, float]]) -> str:
 
 def speed_table(runs: Sequence[BackboneRun],
                 seconds_of: Dict[Tuple[str, str], float], *, peak: float,
-                train: bool, depth: int) -> Tuple[str, List[dict]]:
+                train: bool, backbones: Lineup) -> Tuple[str, List[dict]]:
     """The markdown table, and its rows as dicts.
 
     Args:
@@ -370,39 +449,42 @@ def speed_table(runs: Sequence[BackboneRun],
         seconds_of: Median seconds by ``(backbone, mode)``.
         peak: The peak product's GFLOP/s, which ``of_peak`` divides by.
         train: Forward + backward were timed: about 3x a forward's FLOPs.
-        depth: The backbones' depth, for the labels.
+        backbones: The lineup: labels and the baselines of the ratios
+            (``vs_<role>`` in the same mode, ``vs_<eager>_nchw``).
     """
+    labels, eager = backbones.labels, backbones.eager
+    ratios = [(backbones.ratio_key(b), b, None) for b in backbones.baselines]
+    ratios.append((backbones.ratio_key(eager, nchw=True), eager, 'nchw'))
+    header = [f'vs {labels[b]}'
+              for b in backbones.baselines] + [f'vs {labels[eager]} NCHW']
     lines = [
-        f'| backbone | mode | median ms | vs ResNet-{depth} | '
-        f'vs mmdet Res2Net-{depth} | vs mmdet Res2Net-{depth} NCHW | '
-        'GFLOP/s | of peak |', '|---' * 8 + '|'
+        '| backbone | mode | median ms | ' + ' | '.join(header) +
+        ' | GFLOP/s | of peak |', '|---' * (len(header) + 5) + '|'
     ]
     results = []
     for run in runs:
         seconds = seconds_of[run.backbone, run.mode]
         flops = 2 * run.macs * (3 if train else 1)  # backward: about 2x
         result = dict(
-            backbone=LABELS[run.backbone].format(depth=depth),
+            backbone=labels[run.backbone],
             mode=run.mode,
-            median_ms=1000 * seconds,
-            vs_resnet=seconds / seconds_of[RESNET, run.mode],
-            vs_mmdet_res2net=seconds / seconds_of[MMDET_R2, run.mode],
-            vs_mmdet_res2net_nchw=seconds / seconds_of.get(
-                (MMDET_R2, 'nchw'), float('nan')),
-            gflops_per_s=flops / seconds / 1e9)
+            median_ms=1000 * seconds)
+        for key, role, mode in ratios:
+            result[key] = seconds / seconds_of.get(
+                (role, mode or run.mode), float('nan'))
+        result['gflops_per_s'] = flops / seconds / 1e9
         result['of_peak'] = result['gflops_per_s'] / peak
         results.append(result)
-        lines.append(
-            f'| {result["backbone"]} | {run.mode} | '
-            f'{result["median_ms"]:.1f} | '
-            f'{result["vs_resnet"]:.2f} | {result["vs_mmdet_res2net"]:.2f} | '
-            f'{result["vs_mmdet_res2net_nchw"]:.2f} | '
-            f'{result["gflops_per_s"]:.1f} | {100 * result["of_peak"]:.0f}% |')
+        cells = [f'{result[key]:.2f}' for key, _, _ in ratios]
+        lines.append(f'| {result["backbone"]} | {run.mode} | '
+                     f'{result["median_ms"]:.1f} | ' + ' | '.join(cells) +
+                     f' | {result["gflops_per_s"]:.1f} | '
+                     f'{100 * result["of_peak"]:.0f}% |')
     return '\n'.join(lines), results
 
 
 def benchmark_backbones(*, device: str, batch: int, size: Sequence[int],
-                        depth: int, modes: Sequence[str], train: bool,
+                        backbones: Lineup, modes: Sequence[str], train: bool,
                         amp: bool, repeats: int,
                         warmup: int) -> BackboneTimings:
     """Build, check and time every backbone in every mode asked for.
@@ -423,11 +505,16 @@ def benchmark_backbones(*, device: str, batch: int, size: Sequence[int],
     x = torch.randn(batch, 3, height, width, device=device)
 
     runs, errors = build_runs(
-        x, device=device, depth=depth, modes=modes, train=train, amp=amp)
+        x,
+        device=device,
+        backbones=backbones,
+        modes=modes,
+        train=train,
+        amp=amp)
     check_deployed(errors)
     peak, peak_flops = peak_run(device)
     seconds = time_runs(runs, peak, device, repeats=repeats, warmup=warmup)
     peak_gflops = peak_flops / seconds[PEAK, ''] / 1e9
     text, results = speed_table(
-        runs, seconds, peak=peak_gflops, train=train, depth=depth)
+        runs, seconds, peak=peak_gflops, train=train, backbones=backbones)
     return BackboneTimings(runs, seconds, peak_gflops, text, results, errors)

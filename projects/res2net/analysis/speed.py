@@ -52,6 +52,11 @@ def counterpart(backbone: Mapping, kind: str) -> dict:
     Both have random weights (``init_cfg=None``) and the same output
     channels, so a detector's neck and heads take them unchanged.
     """
+    if backbone.get('type') == 'Res2NetDLA':
+        raise UserError('the config\'s backbone is Res2NetDLA, whose '
+                        'channels no mmdet backbone has: compare the '
+                        'backbones with tools/analysis_tools/'
+                        'benchmark_backbone.py --family dla')
     if backbone.get('type') != 'Res2NetBackbone':
         raise UserError(f'the config\'s backbone is {backbone.get("type")}, '
                         'not Res2NetBackbone: nothing to compare it with')

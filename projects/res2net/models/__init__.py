@@ -6,6 +6,6 @@ Model code: nothing here imports the run (``engine``), the data
 (``datasets``), the analysis or zoo code, nor ``tools/``.
 """
 from .backbone import Bottle2neck, Res2NetBackbone
-from .dla import Res2NetDLA
+from .dla import DLA, Res2NetDLA
 
-__all__ = ['Bottle2neck', 'Res2NetBackbone', 'Res2NetDLA']
+__all__ = ['Bottle2neck', 'DLA', 'Res2NetBackbone', 'Res2NetDLA']

@@ -12,7 +12,7 @@ the keys and shapes of mmdet's ``Res2Net``, so the MMDetection model-zoo
 checkpoints load into it unchanged and give the same outputs.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.utils.checkpoint as cp
@@ -42,6 +42,28 @@ def _is_channels_last(x: Tensor) -> bool:
     tensors with one channel or 1x1 maps are)."""
     return x.dim() == 4 and x.is_contiguous(
         memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+# A backbone's forward: an image batch to its multi-level outputs.
+BackboneForward = Callable[[Tensor], Tuple[Tensor, ...]]
+
+
+def forward_channels_last_on_cpu(forward: BackboneForward, x: Tensor, *,
+                                 enabled: bool) -> Tuple[Tensor, ...]:
+    """``forward(x)``, in channels-last for CPU inference (a backbone's
+    ``cpu_channels_last``).
+
+    oneDNN computes convs in NHWC, so an NCHW input costs reorders around
+    every conv. When ``enabled``, an NCHW input on the CPU without gradients
+    is converted once, ``forward`` runs channels-last and its outputs come
+    back in NCHW (for the neck and mmcv's ops). Anything else (training, a
+    GPU, an input already channels-last) runs ``forward`` as it is.
+    """
+    if not (enabled and x.device.type == 'cpu' and not torch.is_grad_enabled()
+            and x.dim() == 4 and not _is_channels_last(x)):
+        return forward(x)
+    outs = forward(x.contiguous(memory_format=torch.channels_last))
+    return tuple(out.contiguous() for out in outs)
 
 
 def split_width(planes: int, base_width: float, base_channels: int,
@@ -559,12 +581,8 @@ class Res2NetBackbone(StrictPretrainedInit, ResNet):
         rounds differently (gradients of a random R2-101 moved by 3e-4,
         relative, as mmdet's own Res2Net's do in channels-last).
         """
-        if not (self.cpu_channels_last and x.device.type == 'cpu'
-                and not torch.is_grad_enabled() and x.dim() == 4
-                and not _is_channels_last(x)):
-            return super().forward(x)
-        outs = super().forward(x.contiguous(memory_format=torch.channels_last))
-        return tuple(out.contiguous() for out in outs)
+        return forward_channels_last_on_cpu(
+            super().forward, x, enabled=self.cpu_channels_last)
 
     def train(self, mode: bool = True) -> 'Res2NetBackbone':
         """Set the mode, keeping frozen stages and ``norm_eval`` BNs in eval.

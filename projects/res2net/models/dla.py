@@ -2,14 +2,17 @@
 """Res2Net-DLA: the Res2Net block inside Deep Layer Aggregation (DLA-60).
 
 The paper's third integration, as in the official ``dla.py``
-(``res2net_dla60``, ``res2next_dla60``). The block is the project's
+(``res2net_dla60``, ``res2next_dla60``). The network is written once, as
+:class:`DLA` (DLA-60 with its plain bottleneck, the paper's baseline);
+:class:`Res2NetDLA` only swaps the block for the project's
 :class:`~.backbone.Bottle2neck` (split convs, stage-block pooling, BN
-folding); only what DLA does differently is here: expansion 2, the residual
-handed in by the tree, and the tree / root / level structure.
+folding) with what DLA does differently: expansion 2 and the residual
+handed in by the tree.
 
 State-dict keys are the official ones (``base_layer``, ``level0`` ..
 ``level5``, ``tree1``, ``tree2``, ``root.conv``, ``root.bn``, ``project``,
-block keys ``conv1 bn1 convs.i bns.i conv3 bn3``); the only difference is
+block keys ``conv1 bn1 convs.i bns.i conv3 bn3``, or ``conv1 bn1 conv2 bn2
+conv3 bn3`` in the plain DLA); the only difference is
 that the classifier ``fc.*`` is not part of the backbone. With a GN
 ``norm_cfg`` mmcv names the blocks' norms ``gn1``/``gn3`` instead of
 ``bn1``/``bn3``, as in :class:`~.backbone.Res2NetBackbone`.
@@ -29,6 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmdet.models.backbones.resnet import Bottleneck
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
@@ -37,20 +41,70 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigValueError
 from .backbone import (Bottle2neck, _check_choice, check_int, conv_norm,
-                       split_width)
+                       forward_channels_last_on_cpu, split_width)
 from .checkpoint import StrictPretrainedInit
 
 # The official DLA's widths are relative to a 64-channel bottleneck.
 _BASE_CHANNELS = 64
 
 
-class DLABottle2neck(Bottle2neck):
-    """The Res2Net block of DLA: a :class:`Bottle2neck` with expansion 2.
+class _TreeBlock:
+    """What DLA's blocks share: expansion 2, and the residual handed in.
 
     In DLA the tree hands the residual in (its max-pooled and projected
-    input) instead of the block owning a ``downsample``, so a *stage block*
-    is exactly one with stride != 1; it average-pools the passed-through
-    split to that stride, as the official code does.
+    input) instead of the block owning a ``downsample``. A subclass defines
+    :meth:`transform` (the block without the residual add and final ReLU);
+    ``with_cp`` checkpoints it.
+    """
+    expansion = 2
+
+    def transform(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        """``relu(transform(x) + residual)``; the residual is ``x`` if None.
+        """
+
+        def _inner_forward(x: Tensor, residual: Tensor) -> Tensor:
+            return self.transform(x) + residual
+
+        if residual is None:
+            residual = x
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(
+                _inner_forward, x, residual, use_reentrant=False)
+        else:
+            out = _inner_forward(x, residual)
+        return self.relu(out)
+
+
+class DLABottleneck(_TreeBlock, Bottleneck):
+    """DLA's plain bottleneck (DLA-60 without Res2Net): mmdet's
+    ``Bottleneck`` with expansion 2, as the official DLA's ``Bottleneck``
+    (keys ``conv1 bn1 conv2 bn2 conv3 bn3``, the stride on ``conv2``).
+
+    Args:
+        inplanes: Input channels.
+        planes: Output channels (twice the bottleneck channels).
+        **kwargs: ``stride``, ``dilation``, ``with_cp``, ``conv_cfg``,
+            ``norm_cfg`` of mmdet's ``Bottleneck``.
+    """
+
+    def __init__(self, inplanes: int, planes: int, **kwargs) -> None:
+        super().__init__(inplanes, planes // self.expansion, **kwargs)
+
+    def transform(self, x: Tensor) -> Tensor:
+        out = conv_norm(self.conv1, self.norm1, x, relu=True)
+        out = conv_norm(self.conv2, self.norm2, out, relu=True)
+        return conv_norm(self.conv3, self.norm3, out)
+
+
+class DLABottle2neck(_TreeBlock, Bottle2neck):
+    """The Res2Net block of DLA: a :class:`Bottle2neck` with expansion 2.
+
+    With no ``downsample`` of its own, a *stage block* is exactly one with
+    stride != 1; it average-pools the passed-through split to that stride,
+    as the official code does.
 
     Args:
         inplanes: Input channels.
@@ -64,7 +118,6 @@ class DLABottle2neck(Bottle2neck):
         **kwargs: ``stride``, ``dilation``, ``with_cp``, ``conv_cfg``,
             ``norm_cfg`` of mmdet's ``Bottleneck``.
     """
-    expansion = 2
 
     def __init__(self, inplanes: int, planes: int, *, scales: int,
                  base_width: float, groups: int, **kwargs) -> None:
@@ -77,23 +130,10 @@ class DLABottle2neck(Bottle2neck):
             groups=groups,
             **kwargs)
 
-    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
-        """``relu(block(x) + residual)``; the residual is ``x`` if None."""
-
-        def _inner_forward(x: Tensor, residual: Tensor) -> Tensor:
-            out = conv_norm(self.conv1, self.norm1, x, relu=True)
-            out = self._split_convs(out)
-            out = conv_norm(self.conv3, self.norm3, out)
-            return out + residual
-
-        if residual is None:
-            residual = x
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(
-                _inner_forward, x, residual, use_reentrant=False)
-        else:
-            out = _inner_forward(x, residual)
-        return self.relu(out)
+    def transform(self, x: Tensor) -> Tensor:
+        out = conv_norm(self.conv1, self.norm1, x, relu=True)
+        out = self._split_convs(out)
+        return conv_norm(self.conv3, self.norm3, out)
 
 
 class DLARoot(BaseModule):
@@ -128,27 +168,33 @@ class DLATree(BaseModule):
         stride: Stride of the first block.
         level_root: Also aggregate the (pooled) input.
         root_dim: Channels into the root; 0 for ``2 * out_channels``.
-        block_cfg: Keyword arguments of every :class:`DLABottle2neck`.
+        block: The block class, :class:`DLABottleneck` or
+            :class:`DLABottle2neck`.
+        block_cfg: Keyword arguments of every block besides the channels,
+            stride and layer configs.
         conv_cfg: Config of the convolutions.
         norm_cfg: Config of the norm layers.
     """
 
     def __init__(self, *, levels: int, in_channels: int, out_channels: int,
-                 stride: int, level_root: bool, root_dim: int, block_cfg: dict,
-                 conv_cfg: OptConfigType, norm_cfg: ConfigType) -> None:
+                 stride: int, level_root: bool, root_dim: int, block: type,
+                 block_cfg: dict, conv_cfg: OptConfigType,
+                 norm_cfg: ConfigType) -> None:
         super().__init__()
         if root_dim == 0:
             root_dim = 2 * out_channels
         if level_root:
             root_dim += in_channels
         common = dict(
-            block_cfg=block_cfg, conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+            block=block,
+            block_cfg=block_cfg,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg)
         blocks = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, **block_cfg)
         if levels == 1:
-            self.tree1 = DLABottle2neck(
+            self.tree1 = block(
                 in_channels, out_channels, stride=stride, **blocks)
-            self.tree2 = DLABottle2neck(
-                out_channels, out_channels, stride=1, **blocks)
+            self.tree2 = block(out_channels, out_channels, stride=1, **blocks)
             self.root = DLARoot(
                 root_dim, out_channels, conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         else:
@@ -201,20 +247,21 @@ class DLATree(BaseModule):
 
 
 @MODELS.register_module()
-class Res2NetDLA(StrictPretrainedInit, BaseModule):
-    """Res2Net-DLA / Res2NeXt-DLA backbone (Gao et al., TPAMI 2021).
+class DLA(StrictPretrainedInit, BaseModule):
+    """DLA-60 (Yu et al., CVPR 2018) with its plain bottleneck: the network
+    Res2Net-DLA is built on, and its baseline.
 
     ``base_layer`` (7x7 conv, stride 1), ``level0`` and ``level1`` (3x3
     conv levels, the second with stride 2) and the trees ``level2`` to
     ``level5``, each with stride 2: the levels have strides 1, 2, 4, 8,
-    16, 32 and 16, 32, 128, 256, 512, 1024 channels (DLA-60).
+    16, 32 and 16, 32, 128, 256, 512, 1024 channels (DLA-60). The tree,
+    root and level structure is written once, here; a subclass changes the
+    block (``block``) and what each block gets (``block_cfg``), as
+    :class:`Res2NetDLA` does. State-dict keys are the official DLA's,
+    without the classifier ``fc.*``.
 
     Args:
-        depth: DLA depth; 60 (the published Res2Net-DLA networks).
-        scales: Number of splits per block, at least 2.
-        base_width: Channels per split (per group) at 64 bottleneck
-            channels: 28 for Res2Net-DLA-60, 4 for Res2NeXt-DLA-60.
-        groups: Cardinality of the split convs: 1, or 8 for Res2NeXt-DLA.
+        depth: DLA depth; 60.
         in_channels: Input image channels.
         out_indices: Levels (0..5) whose outputs are returned; the default
             ``(2, 3, 4, 5)`` are the strides 4 to 32 an FPN takes.
@@ -225,19 +272,25 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
             (``num_groups`` must divide every norm layer's channels).
         norm_eval: Keep BN layers in eval mode while training.
         with_cp: Checkpoint each block's activations to save memory.
+        zero_init_residual: Zero-init each block's last norm so blocks start
+            as identities (only when training from scratch, ``init_cfg``
+            None): without it a random DLA's activations grow with every
+            residual add (BN in eval mode does not rescale them).
+        cpu_channels_last: At inference (no gradients) on the CPU, run an
+            NCHW input in channels-last and return NCHW outputs (see
+            :func:`~.backbone.forward_channels_last_on_cpu`); the outputs
+            are the same up to float rounding.
         init_cfg: Initialisation; ``dict(type='Pretrained', checkpoint=...)``
             loads converted weights strictly (optional ``prefix``).
     """
     arch_settings = {
         60: ((1, 1, 1, 2, 3, 1), (16, 32, 128, 256, 512, 1024)),
     }
+    block: type = DLABottleneck
 
     def __init__(self,
                  *,
                  depth: int = 60,
-                 scales: int = 4,
-                 base_width: float = 28,
-                 groups: int = 1,
                  in_channels: int = 3,
                  out_indices: Sequence[int] = (2, 3, 4, 5),
                  frozen_stages: int = -1,
@@ -245,7 +298,14 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
                  norm_eval: bool = True,
                  with_cp: bool = False,
+                 zero_init_residual: bool = True,
+                 cpu_channels_last: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
+        # Trained from scratch, each block starts as an identity.
+        block_init = None
+        if zero_init_residual and init_cfg is None:
+            block_init = dict(
+                type='Constant', val=0, override=dict(name='norm3'))
         if init_cfg is None:
             init_cfg = [
                 dict(type='Kaiming', layer='Conv2d'),
@@ -255,9 +315,6 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
         super().__init__(init_cfg=init_cfg)
         self._validate(
             depth=depth,
-            scales=scales,
-            base_width=base_width,
-            groups=groups,
             out_indices=out_indices,
             frozen_stages=frozen_stages,
             norm_cfg=norm_cfg)
@@ -267,6 +324,7 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self.cpu_channels_last = cpu_channels_last
         self.feat_dim = channels[-1]
 
         def conv_level(inplanes: int, planes: int, kernel: int,
@@ -285,11 +343,6 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
         self.base_layer = conv_level(in_channels, channels[0], 7, 1)
         self.level0 = conv_level(channels[0], channels[0], 3, 1)
         self.level1 = conv_level(channels[0], channels[1], 3, 2)
-        block_cfg = dict(
-            scales=scales,
-            base_width=base_width,
-            groups=groups,
-            with_cp=with_cp)
         for i in range(2, 6):
             self.add_module(
                 f'level{i}',
@@ -300,35 +353,27 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
                     stride=2,
                     level_root=i > 2,
                     root_dim=0,
-                    block_cfg=block_cfg,
+                    block=self.block,
+                    block_cfg=dict(
+                        self.block_cfg(), with_cp=with_cp,
+                        init_cfg=block_init),
                     conv_cfg=conv_cfg,
                     norm_cfg=norm_cfg))
 
-    @classmethod
-    def _validate(cls, *, depth, scales, base_width, groups, out_indices,
-                  frozen_stages, norm_cfg) -> None:
+    def block_cfg(self) -> dict:
+        """What every block gets besides channels, stride, ``with_cp``, its
+        ``init_cfg`` and the layer configs."""
+        return {}
+
+    def block_widths(self, depth: int) -> List[int]:
+        """Channels of the norm layers inside the blocks, level by level:
+        the bottleneck channels, half a level's output channels."""
+        return [c // 2 for c in self.arch_settings[depth][1][2:]]
+
+    def _validate(self, *, depth, out_indices, frozen_stages,
+                  norm_cfg) -> None:
         """Reject settings that would fail later or build the wrong net."""
-        _check_choice('depth', depth, sorted(cls.arch_settings))
-        check_int(
-            'scales',
-            scales,
-            minimum=2,
-            hint='4 for the published Res2Net-DLA networks')
-        check_int(
-            'groups',
-            groups,
-            minimum=1,
-            hint='1 for Res2Net-DLA, 8 for Res2NeXt-DLA')
-        _, channels = cls.arch_settings[depth]
-        widths = [
-            split_width(c // 2, base_width, _BASE_CHANNELS, groups)
-            for c in channels[2:]
-        ]
-        if base_width <= 0 or min(widths) < 1:
-            raise ConfigValueError(
-                f'base_width={base_width!r} gives {min(widths)} channels per'
-                ' split; use base_width >= 1 (28 for Res2Net-DLA, 4 with '
-                'groups=8 for Res2NeXt-DLA)')
+        _check_choice('depth', depth, sorted(self.arch_settings))
         if (not out_indices or len(set(out_indices)) != len(out_indices)
                 or not all(
                     isinstance(i, int) and 0 <= i <= 5 for i in out_indices)):
@@ -342,9 +387,8 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
         if norm_cfg.get('type') == 'GN':
             num_groups = norm_cfg.get('num_groups')
             sizes = sorted(
-                set(channels) | set(widths)
-                | {w * scales
-                   for w in widths})
+                set(self.arch_settings[depth][1])
+                | set(self.block_widths(depth)))
             bad = [c for c in sizes if not num_groups or c % num_groups]
             if bad:
                 raise ConfigValueError(
@@ -366,7 +410,12 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
         return keys
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        """The outputs of the levels in ``out_indices``."""
+        """The outputs of the levels in ``out_indices``; CPU inference in
+        channels-last with ``cpu_channels_last``."""
+        return forward_channels_last_on_cpu(
+            self._forward_levels, x, enabled=self.cpu_channels_last)
+
+    def _forward_levels(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.base_layer(x)
         outs = []
         for i in range(6):
@@ -386,7 +435,7 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
             for param in module.parameters():
                 param.requires_grad = False
 
-    def train(self, mode: bool = True) -> 'Res2NetDLA':
+    def train(self, mode: bool = True) -> 'DLA':
         """Set the mode, keeping frozen levels and ``norm_eval`` BNs in
         eval."""
         super().train(mode)
@@ -396,3 +445,70 @@ class Res2NetDLA(StrictPretrainedInit, BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+
+@MODELS.register_module()
+class Res2NetDLA(DLA):
+    """Res2Net-DLA / Res2NeXt-DLA backbone (Gao et al., TPAMI 2021): DLA-60
+    with the Res2Net block (:class:`DLABottle2neck`); all else is
+    :class:`DLA`'s.
+
+    Args:
+        scales: Number of splits per block, at least 2.
+        base_width: Channels per split (per group) at 64 bottleneck
+            channels: 28 for Res2Net-DLA-60, 4 for Res2NeXt-DLA-60.
+        groups: Cardinality of the split convs: 1, or 8 for Res2NeXt-DLA.
+        depth: DLA depth; 60 (the published Res2Net-DLA networks).
+        **kwargs: The other arguments of :class:`DLA`: ``in_channels``,
+            ``out_indices``, ``frozen_stages``, ``conv_cfg``, ``norm_cfg``,
+            ``norm_eval``, ``with_cp``, ``zero_init_residual``,
+            ``cpu_channels_last``, ``init_cfg``.
+    """
+    block = DLABottle2neck
+
+    def __init__(self,
+                 *,
+                 scales: int = 4,
+                 base_width: float = 28,
+                 groups: int = 1,
+                 depth: int = 60,
+                 **kwargs) -> None:
+        # Read by _validate() and block_cfg(), which DLA.__init__ calls.
+        self.scales, self.base_width, self.groups = scales, base_width, groups
+        self._check_block(depth)
+        super().__init__(depth=depth, **kwargs)
+
+    def block_cfg(self) -> dict:
+        return dict(
+            scales=self.scales, base_width=self.base_width, groups=self.groups)
+
+    def block_widths(self, depth: int) -> List[int]:
+        """The splits' channels and their concatenation, level by level."""
+        widths = self._split_widths(depth)
+        return widths + [w * self.scales for w in widths]
+
+    def _split_widths(self, depth: int) -> List[int]:
+        return [
+            split_width(c // 2, self.base_width, _BASE_CHANNELS, self.groups)
+            for c in self.arch_settings[depth][1][2:]
+        ]
+
+    def _check_block(self, depth: int) -> None:
+        _check_choice('depth', depth, sorted(self.arch_settings))
+        check_int(
+            'scales',
+            self.scales,
+            minimum=2,
+            hint='4 for the published Res2Net-DLA networks; DLA is the '
+            'plain network')
+        check_int(
+            'groups',
+            self.groups,
+            minimum=1,
+            hint='1 for Res2Net-DLA, 8 for Res2NeXt-DLA')
+        widths = self._split_widths(depth)
+        if self.base_width <= 0 or min(widths) < 1:
+            raise ConfigValueError(
+                f'base_width={self.base_width!r} gives {min(widths)} '
+                'channels per split; use base_width >= 1 (28 for '
+                'Res2Net-DLA, 4 with groups=8 for Res2NeXt-DLA)')

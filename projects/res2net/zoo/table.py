@@ -472,15 +472,22 @@ def demo_run_options(data_root: str,
                      scale: int = 160,
                      epochs: int = 1,
                      train_images: Optional[int] = None,
-                     test_images: Optional[int] = None) -> List[str]:
+                     test_images: Optional[int] = None,
+                     test_cfg: Optional[Mapping] = None) -> List[str]:
     """``--cfg-options`` that run a model-zoo config on the demo data.
 
     The detector stays as configured; it starts from scratch (explicitly,
     ``init_cfg=None``), at ``scale``² instead of 1333×800, for ``epochs``
     over the first ``train_images`` demo images, and tests on the first
     ``test_images``. Scores are low after a short run, so every box is kept
-    (``score_thr=0``) and AP is computed.
+    (``score_thr=0``) and AP is computed. The threshold is
+    ``test_cfg.rcnn.score_thr`` in a two-stage detector; pass the config's
+    ``model.test_cfg`` for another kind (a one-stage detector keeps it in
+    ``test_cfg.score_thr``).
     """
+    score_thr = 'model.test_cfg.score_thr' if test_cfg is not None and (
+        'rcnn' not in test_cfg) else 'model.test_cfg.rcnn.score_thr'
+
     options = [
         f'data_root={data_root.rstrip("/")}/',
         'model.backbone.init_cfg=None',
@@ -493,7 +500,7 @@ def demo_run_options(data_root: str,
         'train_dataloader.persistent_workers=False',
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False',
-        'model.test_cfg.rcnn.score_thr=0.0',
+        f'{score_thr}=0.0',
     ]
     if train_images is not None:
         options.append(f'train_dataloader.dataset.indices={train_images}')

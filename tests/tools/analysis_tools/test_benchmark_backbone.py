@@ -54,6 +54,37 @@ def test_table_and_json(call_tool, tmp_path):
     assert f'{timed}/{timed}' in result.stdout  # the progress bar
 
 
+def test_dla_family(call_tool, tmp_path):
+    """Res2Net-DLA-60 and Res2NeXt-DLA-60 against DLA-60 (plain block) and
+    ResNet-50, with the same fast paths: channels-last CPU inference (also
+    timed off) and the deploy form, checked against eager."""
+    out = tmp_path / 'dla.json'
+    result = call_tool(TOOL, '--family', 'dla', '--size', 64, 64, '--repeats',
+                       1, '--warmup', 0, '--threads', 1, '--modes', 'nchw',
+                       'deploy', '--out', out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data['family'] == 'dla'
+    rows = {(r['backbone'], r['mode']): r for r in data['results']}
+    dla = ('DLA-60', 'mmdet ResNet-50', 'Res2NetDLA-60',
+           'Res2NetDLA-60 (Res2NeXt)')
+    assert set(rows) == {
+        (b, m)
+        for b in dla
+        for m in ('nchw', 'deploy')
+    } | {('Res2NetDLA-60 (cpu_channels_last=False)', 'nchw')}
+    for (_, mode), row in rows.items():
+        plain = rows['DLA-60', mode]['median_ms']
+        assert row['vs_dla60'] == pytest.approx(row['median_ms'] / plain)
+        assert row['vs_dla60_nchw'] == pytest.approx(
+            row['median_ms'] / rows['DLA-60', 'nchw']['median_ms'])
+        assert 'vs_resnet' in row
+    assert result.stdout.count('| backbone | mode | median ms | vs DLA-60 | '
+                               'vs mmdet ResNet-50 | vs DLA-60 NCHW |') == 1
+    assert set(data['deploy_relative_error']) == {f'{b} deploy' for b in dla}
+    assert all(e <= 1e-4 for e in data['deploy_relative_error'].values())
+
+
 def test_train_mode(call_tool):
     result = call_tool(TOOL, '--depth', 50, '--size', 64, 64, '--repeats', 1,
                        '--warmup', 0, '--train', '--modes', 'nchw')
@@ -66,6 +97,7 @@ def test_train_mode(call_tool):
     (['--train', '--modes', 'deploy'], 'error: --train times training'),
     (['--repeats', 0], 'error: --repeats and --batch must be at least 1'),
     (['--amp', '--device', 'cpu'], 'error: --amp needs a GPU'),
+    (['--family', 'dla', '--depth', 50], 'error: --depth 50 is for --family'),
     (['--depth', 50, '--size', 32, 32, '--modes', 'nchw'
       ], 'error: cannot calibrate the BN statistics on this input'),
 ])

@@ -9,21 +9,20 @@ import math
 import pytest
 
 from projects.res2net.analysis.benchmark_backbone import (BackboneRun,
-                                                          backbone_configs,
                                                           check_deployed,
-                                                          check_modes, op_kind,
-                                                          peak_run,
+                                                          check_modes, lineup,
+                                                          op_kind, peak_run,
                                                           profile_table,
                                                           speed_table)
 from projects.res2net.errors import UserError
 
-# The roles, as the module names them (the keys of its LABELS).
+# The roles, as the module names them (the keys of a lineup's labels).
 RESNET, MMDET_R2, OURS, OURS_NCHW = ('resnet', 'mmdet-res2net', 'ours',
                                      'ours-nchw')
 
 
 def test_backbone_configs_share_the_settings():
-    configs = backbone_configs(50)
+    configs = lineup('resnet', 50).configs
     assert list(configs) == [RESNET, MMDET_R2, OURS, OURS_NCHW]
     assert [c['type'] for c in configs.values()
             ] == ['ResNet', 'Res2Net', 'Res2NetBackbone', 'Res2NetBackbone']
@@ -31,6 +30,26 @@ def test_backbone_configs_share_the_settings():
                for c in configs.values())
     assert configs[OURS_NCHW] == dict(configs[OURS], cpu_channels_last=False)
     assert configs[OURS].get('cpu_channels_last', True)
+    assert lineup('resnet').labels[OURS] == 'Res2NetBackbone-101'
+
+
+def test_dla_lineup_is_the_same_network_with_the_plain_block():
+    backbones = lineup('dla')
+    configs = backbones.configs
+    assert list(configs) == ['dla60', RESNET, OURS, 'ours-next', OURS_NCHW]
+    assert [c['type'] for c in configs.values()
+            ] == ['DLA', 'ResNet', 'Res2NetDLA', 'Res2NetDLA', 'Res2NetDLA']
+    assert all(c['init_cfg'] is None for c in configs.values())
+    plain, ours = configs['dla60'], configs[OURS]
+    assert dict(plain, type='Res2NetDLA', scales=4, base_width=28) == ours
+    assert (configs['ours-next']['groups'], configs[RESNET]['depth']) == (8,
+                                                                          50)
+    assert (backbones.baselines, backbones.eager) == (('dla60', RESNET),
+                                                      'dla60')
+    with pytest.raises(UserError, match='--depth 101 is for --family resnet'):
+        lineup('dla', 101)
+    with pytest.raises(UserError, match='no lineup'):
+        lineup('vgg')
 
 
 def test_training_has_no_deploy_modes():
@@ -108,7 +127,7 @@ def test_speed_table_ratios():
         (OURS, 'deploy'): 0.08,
     }
     text, results = speed_table(
-        runs, seconds, peak=100.0, train=False, depth=50)
+        runs, seconds, peak=100.0, train=False, backbones=lineup('resnet', 50))
     ours = results[5]
     assert ours['backbone'] == 'Res2NetBackbone-50'
     assert ours['mode'] == 'deploy'
@@ -120,7 +139,7 @@ def test_speed_table_ratios():
     assert ours['gflops_per_s'] == pytest.approx(2 * 2e9 / 0.08 / 1e9)
     assert ours['of_peak'] == pytest.approx(ours['gflops_per_s'] / 100)
     assert text.splitlines()[0].startswith(
-        '| backbone | mode | median ms | vs ResNet-50 |')
+        '| backbone | mode | median ms | vs mmdet ResNet-50 |')
     assert text.splitlines()[-1] == ('| Res2NetBackbone-50 | deploy | 80.0 | '
                                      '1.60 | 0.80 | 0.40 | 50.0 | 50% |')
 
@@ -128,7 +147,11 @@ def test_speed_table_ratios():
     # eager mmdet Res2Net the NCHW ratio is not a number.
     nchw_free = {k: v for k, v in seconds.items() if k[1] != 'nchw'}
     _, results = speed_table(
-        runs[3:], nchw_free, peak=100.0, train=True, depth=50)
+        runs[3:],
+        nchw_free,
+        peak=100.0,
+        train=True,
+        backbones=lineup('resnet', 50))
     assert results[2]['gflops_per_s'] == pytest.approx(3 * 2 * 2e9 / 0.08 /
                                                        1e9)
     assert math.isnan(results[2]['vs_mmdet_res2net_nchw'])

@@ -57,6 +57,22 @@ def test_res2net_vs_resnet_matches_the_model_zoo(repo, tmp_path):
     assert ratio == pytest.approx(170.27 / 159.83, rel=0.002)
 
 
+def test_dla_detector_counts_its_backbone_as_the_size_table(repo):
+    """get_flops on the Res2Net-DLA-60 detector counts the backbone the
+    variant table measures: 4.147 G multiply-adds at 224² with the 1000-class
+    head (mmengine on the official code), here without the head, and its
+    parameters with the never-run projections (kept for strict loading)."""
+    counts = count_flops(
+        load_config(str(repo / 'configs/faster_rcnn_r2_dla60_fpn_1x.py')), 224,
+        224)
+    head_macs, head_params = 1024 * 1000, 1024 * 1000 + 1000
+    assert (counts['backbone']['flops'] + head_macs) / 1e9 == pytest.approx(
+        4.147, abs=0.001)
+    assert (counts['backbone']['params'] + head_params) / 1e6 == pytest.approx(
+        21.146, abs=0.001)
+    assert counts['detector']['flops'] > counts['backbone']['flops']
+
+
 @pytest.mark.parametrize('shape, expected', [([128], (128, 128)),
                                              ([800, 1280], (800, 1280))])
 def test_image_shape(shape, expected):

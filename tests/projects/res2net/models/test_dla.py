@@ -4,8 +4,9 @@
 The upstream network is re-implemented here from the published description
 (the official ``dla.py``: ``Bottle2neck``/``Bottle2neckX`` with expansion 2,
 ``Tree``, ``Root``, ``DLA`` with ``base_layer``, ``level0`` .. ``level5``
-and a 1x1-conv ``fc``), independent of the project's code: converted weights
-must reproduce its outputs.
+and a 1x1-conv ``fc``; the original DLA's plain ``Bottleneck`` for the
+baseline), independent of the project's code: converted weights must
+reproduce its outputs.
 """
 import math
 
@@ -15,7 +16,8 @@ from torch import nn
 
 from projects.res2net.models.convert import (fill_unused_dla_keys,
                                              from_backbone, to_backbone)
-from projects.res2net.models.dla import Res2NetDLA
+from projects.res2net.models.deploy import deploy
+from projects.res2net.models.dla import DLA, Res2NetDLA
 from projects.res2net.models.variants import (DLA_VARIANTS, build_variant,
                                               variant_kwargs)
 
@@ -62,6 +64,28 @@ class UpstreamBottle2neck(nn.Module):
         return torch.relu(out + residual)
 
 
+class UpstreamBottleneck(nn.Module):
+    """The original DLA's plain Bottleneck: expansion 2, stride on conv2."""
+    expansion = 2
+
+    def __init__(self, inplanes, planes, stride=1, cardinality=None):
+        super().__init__()
+        mid = planes // self.expansion
+        self.conv1 = nn.Conv2d(inplanes, mid, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes)
+
+    def forward(self, x, residual=None):
+        if residual is None:
+            residual = x
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        return torch.relu(self.bn3(self.conv3(out)) + residual)
+
+
 class UpstreamRoot(nn.Module):
 
     def __init__(self, in_channels, out_channels):
@@ -82,27 +106,32 @@ class UpstreamTree(nn.Module):
                  out_channels,
                  stride=1,
                  level_root=False,
-                 root_dim=0):
+                 root_dim=0,
+                 block=UpstreamBottle2neck):
         super().__init__()
         if root_dim == 0:
             root_dim = 2 * out_channels
         if level_root:
             root_dim += in_channels
         if levels == 1:
-            self.tree1 = UpstreamBottle2neck(in_channels, out_channels, stride,
-                                             cardinality)
-            self.tree2 = UpstreamBottle2neck(out_channels, out_channels, 1,
-                                             cardinality)
+            self.tree1 = block(in_channels, out_channels, stride, cardinality)
+            self.tree2 = block(out_channels, out_channels, 1, cardinality)
             self.root = UpstreamRoot(root_dim, out_channels)
         else:
-            self.tree1 = UpstreamTree(levels - 1, cardinality, in_channels,
-                                      out_channels, stride)
+            self.tree1 = UpstreamTree(
+                levels - 1,
+                cardinality,
+                in_channels,
+                out_channels,
+                stride,
+                block=block)
             self.tree2 = UpstreamTree(
                 levels - 1,
                 cardinality,
                 out_channels,
                 out_channels,
-                root_dim=root_dim + out_channels)
+                root_dim=root_dim + out_channels,
+                block=block)
         self.level_root, self.levels = level_root, levels
         self.downsample = nn.MaxPool2d(stride, stride) if stride > 1 else None
         self.project = None
@@ -130,7 +159,7 @@ class UpstreamTree(nn.Module):
 class UpstreamDLA(nn.Module):
     """DLA-60: levels (1, 1, 1, 2, 3, 1), channels 16 .. 1024."""
 
-    def __init__(self, cardinality):
+    def __init__(self, cardinality, block=UpstreamBottle2neck):
         super().__init__()
         levels, ch = (1, 1, 1, 2, 3, 1), (16, 32, 128, 256, 512, 1024)
 
@@ -151,7 +180,8 @@ class UpstreamDLA(nn.Module):
                     ch[i - 1],
                     ch[i],
                     2,
-                    level_root=i > 2))
+                    level_root=i > 2,
+                    block=block))
         self.fc = nn.Conv2d(ch[-1], 1000, 1)
 
     def forward(self, x):
@@ -202,6 +232,66 @@ def test_converted_upstream_weights_give_the_upstream_network(name):
     back = from_backbone(ours.state_dict()).state_dict
     assert back.keys(
     ) == upstream.state_dict().keys() - {'fc.weight', 'fc.bias'}
+
+
+def test_plain_dla_is_the_upstream_dla60():
+    """The baseline: the same network with the plain bottleneck, exact to
+    the original DLA-60 (the official checkpoints' keys, its outputs)."""
+    torch.manual_seed(0)
+    upstream = _randomise_bn(UpstreamDLA(None, UpstreamBottleneck)).eval()
+    state = {k: v for k, v in upstream.state_dict().items() if 'fc.' not in k}
+    ours = DLA(out_indices=(0, 1, 2, 3, 4, 5))
+    assert not isinstance(ours, Res2NetDLA)
+    ours.load_state_dict(state, strict=True)
+    ours.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        diffs = [(a - b).abs().max().item()
+                 for a, b in zip(ours(x), upstream(x))]
+    assert len(diffs) == 6 and max(diffs) <= 1e-5, diffs
+
+
+@pytest.mark.parametrize('cls, kwargs',
+                         [(DLA, {}),
+                          (Res2NetDLA, dict(groups=8, base_width=4))])
+def test_cpu_fast_paths_keep_the_outputs(cls, kwargs):
+    """Channels-last CPU inference and the deploy form (BN folded into
+    every conv, the split convs' too) compute the eager NCHW outputs."""
+    torch.manual_seed(0)
+    model = _randomise_bn(cls(cpu_channels_last=False, **kwargs)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)
+        model.cpu_channels_last = True
+        fast = model(x)
+        report = deploy(model)
+        deployed = model(x)
+    assert report.left == 0 and report.folded > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    for outs in (fast, deployed):
+        assert all(o.is_contiguous() for o in outs)
+        for a, b in zip(outs, want):
+            assert (a - b).abs().max() <= 1e-4 * b.abs().max()
+
+
+@pytest.mark.parametrize('cls', [DLA, Res2NetDLA])
+def test_from_scratch_blocks_start_as_identities(cls):
+    """Trained from scratch, each block's last norm starts at zero (as
+    mmdet's ResNet): the activations of a random network stay bounded with
+    BN in eval mode, where otherwise every residual add doubles them."""
+    torch.manual_seed(0)
+    stds = {}
+    for zero_init in (True, False):
+        model = cls(zero_init_residual=zero_init)
+        model.init_weights()
+        norms = [
+            m.norm3.weight for m in model.modules() if hasattr(m, 'norm3')
+        ]
+        assert len(norms) == 16  # levels 2-5: 2, 4, 8, 2 blocks
+        assert all(w.eq(0).all() for w in norms) == zero_init
+        with torch.no_grad():
+            stds[zero_init] = model.eval()(torch.rand(1, 3, 64, 64))[-1].std()
+    assert stds[True] < 10 < stds[False]
 
 
 def test_timm_checkpoints_lack_only_the_unused_projections():
@@ -285,7 +375,7 @@ def test_other_norms_build(norm_cfg):
 
 @pytest.mark.parametrize('kwargs, names', [
     (dict(depth=34), ['depth=34', '60']),
-    (dict(scales=1), ['scales=1', '>= 2']),
+    (dict(scales=1), ['scales=1', '>= 2', 'DLA is the plain network']),
     (dict(groups=0), ['groups=0', '>= 1']),
     (dict(base_width=0), ['base_width=0']),
     (dict(out_indices=(6, )), ['out_indices=(6,)', '0..5']),

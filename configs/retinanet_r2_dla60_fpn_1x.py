@@ -1,0 +1,10 @@
+# RetinaNet on a Res2Net-DLA-60 FPN backbone (FPN from stride 8, as mmdet's
+# RetinaNet). 1x schedule: 12 epochs, lr steps at 8 and 11; SGD lr 0.01 for
+# 16 images. ImageNet weights: see configs/_base_/res2net_backbones.py.
+_base_ = [
+    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    './_base_/res2net_backbones.py',
+]
+model = dict(
+    backbone=dict(_base_.res2net_dla60_backbone, _delete_=True),
+    neck=dict(in_channels=_base_.dla_fpn_in_channels))
