@@ -1,7 +1,10 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """The detector configs: the five R2-101 ones (settings, zoo compatibility),
-those beyond them (R2-50, DCN, Res2Net-DLA), and a run of each."""
+those beyond them (R2-50, DCN, Res2Net-DLA, and those made by
+tools/misc/res2net_config.py for other mmdet detectors), and a run of each.
+"""
 import json
+import os.path as osp
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
 from projects.res2net.models.variants import backbone_type, variant_kwargs
+from projects.res2net.zoo.config_maker import config_text, load_base, plan_swap
 from projects.res2net.zoo.table import demo_run_options
 
 # Our config -> (the model-zoo config of the same detector in mmdet,
@@ -54,9 +58,26 @@ DLA = {
     ('res2next_dla60', 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco', ['bbox']),
 }
 
+# Made by tools/misc/res2net_config.py: config -> (its mmdet base, tasks).
+MADE_VARIANT = 'res2net101_v1b_26w_4s'
+MADE = {
+    'retinanet_r2_101_fpn_1x':
+    ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', ['bbox']),
+    'fcos_r2_101_fpn_gn_head_1x':
+    ('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', ['bbox']),
+    'atss_r2_101_fpn_1x': ('mmdet::atss/atss_r50_fpn_1x_coco.py', ['bbox']),
+    'dino_4scale_r2_101_12e':
+    ('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', ['bbox']),
+    'mask2former_r2_101_lsj_50e':
+    ('mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py',
+     ['bbox', 'segm']),
+}
+
 
 def tasks_of(name: str) -> list:
     """The tasks a config of ours is evaluated on."""
+    if name in MADE:
+        return MADE[name][1]
     if name in DLA:
         return DLA[name][2]
     return REFERENCE[BEYOND[name][0] if name in BEYOND else name][3]
@@ -192,14 +213,67 @@ def test_dla_config_without_its_weights_stops_in_one_line(
     assert not work_dir.exists() or not any(work_dir.rglob('*.pth'))
 
 
+@pytest.mark.parametrize('name', sorted(MADE))
+def test_made_configs_are_what_the_maker_writes(repo, name):
+    """Each is the maker's output for its base, unedited: a few lines on
+    mmdet's config, the backbone swapped."""
+    base, _ = MADE[name]
+    path = repo / 'configs' / f'{name}.py'
+    swap = plan_swap(load_base(base), MADE_VARIANT)
+    assert path.read_text() == config_text(
+        base, MADE_VARIANT, swap, out_dir=str(path.parent))
+    assert len(path.read_text().splitlines()) < 40
+
+
+def demo_sized(cfg: Config, config: str, tmp_path) -> str:
+    """A config on ``config`` whose pipelines only load, resize and pack
+    (``demo_run_options`` then sets the size), for detectors whose own
+    pipelines (large-scale jitter, multi-scale choices) have no small
+    setting; their batch padding shrinks alike, and an iteration-based
+    schedule (Mask2Former's) becomes one epoch with its checkpoint."""
+    mask = 'segm' in metrics_of(cfg)
+    lines = [
+        f'_base_ = {config!r}',
+        'load = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations",'
+        f' with_bbox=True, with_mask={mask})]',
+        'resize = dict(type="Resize", scale=(160, 160), keep_ratio=True)',
+        'train_dataloader = dict(dataset=dict(pipeline=[load[0], load[1], '
+        'resize, dict(type="PackDetInputs")]))',
+        'test_dataloader = dict(dataset=dict(pipeline=[load[0], resize, '
+        'load[1], dict(type="PackDetInputs", meta_keys=("img_id", '
+        '"img_path", "ori_shape", "img_shape", "scale_factor"))]))',
+    ]
+    augments = cfg.model.data_preprocessor.get('batch_augments')
+    if augments:
+        pads = [dict(a, size=(160, 160)) for a in augments]
+        lines.append(
+            f'model = dict(data_preprocessor=dict(batch_augments={pads!r}))')
+    if cfg.train_cfg.type == 'IterBasedTrainLoop':
+        lines += [
+            'train_cfg = dict(_delete_=True, type="EpochBasedTrainLoop", '
+            'max_epochs=1, val_interval=1)',
+            'default_hooks = dict(checkpoint=dict(by_epoch=True, interval=1))',
+            'log_processor = dict(by_epoch=True)',
+        ]
+    path = tmp_path / f'small_{osp.basename(config)}'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
 def fewer_boxes(cfg: Config) -> list:
     """``--cfg-options`` for 100 proposals and 32 RoIs per image (and per
     cascade stage) instead of 1000-2000 and 512, and 10 detections per test
     image instead of 100: every head still runs, on fewer boxes. RoIAlign's
     backward over 512 RoIs per stage otherwise takes most of a CPU step (one
     HTC step: 14 s, with these 2.8 s), and HTC's test runs the mask heads of
-    its three stages on every detection."""
-    if 'rcnn' not in cfg.model.train_cfg:  # one-stage: just fewer outputs
+    its three stages on every detection. A query-based detector gets 100
+    queries: DINO picks its 900 from the encoder's tokens, about 530 at
+    160², and Mask2Former's 100 stay."""
+    if 'num_queries' in cfg.model:
+        return ['model.num_queries=100', 'model.test_cfg.max_per_img=10']
+    if 'max_per_image' in cfg.model.test_cfg:  # MaskFormer's name for it
+        return ['model.test_cfg.max_per_image=10']
+    if 'rcnn' not in cfg.model.get('train_cfg', {}):  # one-stage
         return ['model.test_cfg.max_per_img=10']
     rcnn = cfg.model.train_cfg.rcnn
     stages = [f'.{i}'
@@ -213,12 +287,15 @@ def fewer_boxes(cfg: Config) -> list:
     ] + [f'model.train_cfg.rcnn{stage}.sampler.num=32' for stage in stages]
 
 
-@pytest.mark.parametrize('name', NAMES + sorted(BEYOND) + sorted(DLA))
+@pytest.mark.parametrize('name',
+                         NAMES + sorted(BEYOND) + sorted(DLA) + sorted(MADE))
 def test_config_trains_one_step_and_tests_on_demo_data(call_tool, repo,
                                                        tiny_demo_data,
                                                        tmp_path, name):
     config = f'configs/{name}.py'
     cfg = Config.fromfile(repo / config)
+    if name in MADE:
+        config = demo_sized(cfg, str(repo / config), tmp_path)
     options = demo_run_options(
         str(tiny_demo_data), test_cfg=cfg.model.test_cfg) + fewer_boxes(cfg)
     train = call_tool('train.py', config, '--work-dir', tmp_path,

@@ -29,7 +29,7 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 import cv2
 from mmengine.config import Config
 
-from ..engine.cli import leaf_datasets
+from ..engine.cli import leaf_datasets, reads_semantic_maps
 from ..errors import UserError
 
 # COCO's size ranges, by area in pixels (pycocotools' COCOeval).
@@ -190,7 +190,8 @@ def check_split(dataset: Mapping,
 
     prefix = dataset.get('data_prefix') or {}
     img_dir = osp.join(root, prefix.get('img', ''))
-    seg_dir = osp.join(root, prefix['seg']) if prefix.get('seg') else None
+    seg_dir = osp.join(root, prefix['seg']) if prefix.get(
+        'seg') and reads_semantic_maps(dataset) else None
     seg_suffix = dataset.get('seg_map_suffix', '.png')
     image_of = {}
     for img in data['images']:

@@ -11,6 +11,7 @@ a user's mistake ends in one line that names the cause and the fix
 work directories have been created.
 """
 import argparse
+import copy
 import logging
 import os
 import os.path as osp
@@ -170,7 +171,9 @@ def build_detector(cfg: Config,
     register_all_modules()  # also makes 'mmdet' the default scope
     if cfg.model.get('backbone') is not None:
         cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
+    # A copy, as in preflight.build_model: DETR-style detectors write into
+    # their head's config while they are built.
+    model = MODELS.build(copy.deepcopy(cfg.model))
     if checkpoint is None:
         if init_weights:
             init_random_weights(model)
@@ -334,11 +337,27 @@ def leaf_datasets(cfg: Mapping) -> Iterable[Mapping]:
         yield cfg
 
 
+def reads_semantic_maps(dataset: Mapping) -> bool:
+    """Whether a dataset's pipeline loads the semantic maps under its
+    ``data_prefix['seg']``: a ``LoadAnnotations`` with ``with_seg=True``,
+    or a ``LoadPanopticAnnotations`` (which loads them by default). mmdet's
+    instance-only Mask2Former configs keep the panoptic base's ``seg``
+    prefix without reading it."""
+    defaults = {'LoadAnnotations': False, 'LoadPanopticAnnotations': True}
+    pipeline = dataset.get('pipeline')
+    if not pipeline:
+        return True  # unknown: as if it did
+    return any(
+        isinstance(t, Mapping) and t.get('type') in defaults
+        and t.get('with_seg', defaults[t.get('type')]) for t in pipeline)
+
+
 def check_data(cfg: Config, loaders: Iterable[str]) -> None:
     """Fail early, in one line, when a dataloader's files are not there.
 
-    Checks each dataset's annotation file and image/segmentation folders
-    and each evaluator's annotation file, as mmengine would join them.
+    Checks each dataset's annotation file and image folder (and semantic
+    map folder, where its pipeline reads one) and each evaluator's
+    annotation file, as mmengine would join them.
 
     Raises:
         UserError: Names the missing path, the data root it was looked
@@ -358,7 +377,9 @@ def check_data(cfg: Config, loaders: Iterable[str]) -> None:
                 if not osp.isfile(path):
                     raise UserError(
                         f'{where}: annotation file not found: {path}; {fix}')
-            for folder in (dataset.get('data_prefix') or {}).values():
+            for key, folder in (dataset.get('data_prefix') or {}).items():
+                if key == 'seg' and not reads_semantic_maps(dataset):
+                    continue
                 path = osp.join(root, folder)
                 if folder and not osp.isdir(path):
                     raise UserError(

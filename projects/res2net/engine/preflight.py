@@ -13,6 +13,7 @@ its checkpoint the same way (:func:`check_weights`). What can only fail inside
 the Runner is cleaned up by :func:`removed_on_early_failure`.
 """
 import contextlib
+import copy
 import difflib
 import inspect
 import os
@@ -206,7 +207,9 @@ def build_model(cfg: Config) -> nn.Module:
     """
     register_all_modules()
     try:
-        return MODELS.build(cfg.model)
+        # A copy: mmdet's DETR-style detectors write into their head's
+        # config while they are built, and the Runner builds from it again.
+        return MODELS.build(copy.deepcopy(cfg.model))
     except UserError as err:  # our own checks already say what to do
         raise UserError(f'{cfg.filename}: model: {err}') from err
     except (TypeError, KeyError, ValueError, AssertionError) as err:

@@ -73,6 +73,22 @@ def split_width(planes: int, base_width: float, base_channels: int,
     return math.floor(planes * base_width / base_channels) * groups
 
 
+def split_norm_cfg(norm_cfg: ConfigType, channels: int) -> ConfigType:
+    """The norm config of a layer over Res2Net's splits: ``conv1``'s output
+    (all splits) or one split conv's (``channels`` wide).
+
+    GN's ``num_groups`` (32 in mmdet's GN configs) rarely divides a split's
+    width (26, 52, 104, 208 in 26w×4s): such a layer uses the largest group
+    count that divides both, ``gcd(num_groups, channels)`` (2 groups of 13
+    for a 26-channel split, 8 for conv1's 104). Any other norm, or a GN
+    whose groups divide the channels, keeps its config.
+    """
+    if norm_cfg.get('type') != 'GN' or channels % norm_cfg['num_groups'] == 0:
+        return norm_cfg
+    return dict(
+        norm_cfg, num_groups=math.gcd(norm_cfg['num_groups'], channels))
+
+
 def _check_choice(name: str, value, allowed: Sequence) -> None:
     if value not in allowed:
         raise ConfigValueError(
@@ -215,7 +231,10 @@ class Bottle2neck(Bottleneck):
             bias=False)
         self.add_module(
             self.norm1_name,
-            build_norm_layer(self.norm_cfg, width * scales, postfix=1)[1])
+            build_norm_layer(
+                split_norm_cfg(self.norm_cfg, width * scales),
+                width * scales,
+                postfix=1)[1])
         self.conv3 = build_conv_layer(
             self.conv_cfg,
             width * scales,
@@ -247,7 +266,8 @@ class Bottle2neck(Bottleneck):
                 groups=groups,
                 bias=False) for _ in range(scales - 1))
         self.bns = nn.ModuleList(
-            build_norm_layer(self.norm_cfg, width, postfix=i + 1)[1]
+            build_norm_layer(
+                split_norm_cfg(self.norm_cfg, width), width, postfix=i + 1)[1]
             for i in range(scales - 1))
         pool = self.is_stage_block and (first_block_pool == 'always'
                                         or self.conv2_stride != 1)
@@ -534,21 +554,19 @@ class Res2NetBackbone(StrictPretrainedInit, ResNet):
                           PLUGIN_POSITIONS)
         if norm_cfg.get('type') == 'GN':
             num_groups = norm_cfg.get('num_groups')
-            # Every norm layer's channel count: stem, splits, fused splits,
-            # expanded outputs.
+            # The channels of the norm layers outside the splits (stem,
+            # expanded outputs); those over the splits adapt their groups
+            # (split_norm_cfg).
             channels = [stem_channels]
             if stem_type == 'deep':
                 channels.append(stem_channels // 2)
-            for i in range(num_stages):
-                planes = base_channels * 2**i
-                split = split_width(planes, base_width, base_channels, groups)
-                channels += [split, split * scales, planes * 4]
+            channels += [base_channels * 2**i * 4 for i in range(num_stages)]
             bad = [c for c in channels if not num_groups or c % num_groups]
             if bad:
                 raise ConfigValueError(
-                    f'norm_cfg GN num_groups={num_groups!r} must divide every'
-                    f' norm layer\'s channels, but not {bad[0]} (a split is '
-                    f'{width} channels wide); pick a divisor of all of '
+                    f'norm_cfg GN num_groups={num_groups!r} must divide the '
+                    f'channels of the stem and of each stage\'s output, but '
+                    f'not {bad[0]}; pick a divisor of all of '
                     f'{sorted(set(channels))}')
 
     def make_res_layer(self, **kwargs) -> ResLayer:

@@ -483,9 +483,10 @@ class Res2NetDLA(DLA):
             scales=self.scales, base_width=self.base_width, groups=self.groups)
 
     def block_widths(self, depth: int) -> List[int]:
-        """The splits' channels and their concatenation, level by level."""
-        widths = self._split_widths(depth)
-        return widths + [w * self.scales for w in widths]
+        """None to check: the norms inside a Res2Net block are over its
+        splits, and adapt GN's groups to them
+        (:func:`~.backbone.split_norm_cfg`)."""
+        return []
 
     def _split_widths(self, depth: int) -> List[int]:
         return [

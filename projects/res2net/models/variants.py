@@ -93,6 +93,20 @@ PUBLISHED: Dict[str, PublishedSize] = {
     'res2next_dla60': PublishedSize(17.33, 3.6, 21.55),
 }
 
+# ImageNet weights that mmengine can download by name (mmdet's conversion of
+# the official file); every other variant reads its converted file from
+# checkpoints/<variant>.pth (tools/model_converters/res2net_to_backbone.py).
+MMDET_IMAGENET_WEIGHTS = {
+    'res2net101_v1b_26w_4s': 'open-mmlab://res2net101_v1d_26w_4s',
+}
+
+
+def imagenet_weights(name: str) -> str:
+    """Where a config reads the ImageNet weights of a named variant: mmdet's
+    download name where one exists, else ``checkpoints/<name>.pth``."""
+    variant_kwargs(name)
+    return MMDET_IMAGENET_WEIGHTS.get(name, f'checkpoints/{name}.pth')
+
 
 def variant_kwargs(name: str) -> dict:
     """The backbone arguments of a named variant.

@@ -119,7 +119,7 @@ def test_stage_block_does_not_accumulate_but_normal_block_does():
     (dict(depth=50, out_indices=(4, )), ['out_indices', '0..3']),
     (dict(depth=50, strides=(1, 2)), ['strides', 'num_stages=4']),
     (dict(depth=50, norm_cfg=dict(
-        type='GN', num_groups=32)), ['num_groups=32', 'not 26']),
+        type='GN', num_groups=48)), ['num_groups=48', 'not 64']),
     (dict(
         depth=50,
         plugins=[dict(cfg=dict(type='ContextBlock'), position='before_conv1')
@@ -138,6 +138,17 @@ def test_norm_layers_bn_syncbn_gn():
     assert gn.layer1[0].bns[0].num_groups == 2
     with torch.no_grad():
         assert gn(torch.rand(1, 3, 64, 64))[-1].shape == (1, 2048, 2, 2)
+    # mmdet's GN configs: 32 groups, which no 26w split divides; the norms
+    # over the splits take the largest count that divides their channels.
+    gn32 = build(depth=50, norm_cfg=dict(type='GN', num_groups=32))
+    block = gn32.layer1[0]
+    assert [n.num_groups for n in block.bns] == [2, 2, 2]  # 26 channels
+    assert block.norm1.num_groups == 8  # 104 = 4 splits
+    assert block.norm3.num_groups == 32  # 256
+    assert gn32.layer4[0].bns[0].num_groups == 16  # 208
+    assert gn32.stem[1].num_groups == 32
+    with torch.no_grad():
+        assert gn32(torch.rand(1, 3, 64, 64))[-1].shape == (1, 2048, 2, 2)
     sync = build(depth=50, norm_cfg=dict(type='SyncBN'))
     assert isinstance(sync.layer3[2].bns[1], nn.SyncBatchNorm)
     assert isinstance(sync.stem[1], nn.SyncBatchNorm)

@@ -380,7 +380,7 @@ def test_other_norms_build(norm_cfg):
     (dict(base_width=0), ['base_width=0']),
     (dict(out_indices=(6, )), ['out_indices=(6,)', '0..5']),
     (dict(frozen_stages=6), ['frozen_stages=6', '-1..5']),
-    (dict(norm_cfg=dict(type='GN', num_groups=32)), ['num_groups=32', '28']),
+    (dict(norm_cfg=dict(type='GN', num_groups=32)), ['num_groups=32', '16']),
 ])
 def test_bad_arguments_name_themselves_in_one_line(kwargs, names):
     with pytest.raises(ValueError) as info:

@@ -1,0 +1,27 @@
+# mmdet::retinanet/retinanet_r50_fpn_1x_coco.py with its ResNet-50 replaced by
+# Res2Net res2net101_v1b_26w_4s, keeping the ResNet's num_stages, out_indices,
+# style, frozen_stages, norm_cfg, norm_eval; written by
+# tools/misc/res2net_config.py.
+_base_ = [
+    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    './_base_/res2net_backbones.py'
+]
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='Res2NetBackbone',
+        depth=101,
+        scales=4,
+        base_width=26,
+        stem_type='deep',
+        avg_down=True,
+        first_block_pool='always',
+        num_stages=4,
+        out_indices=(0, 1, 2, 3),
+        style='pytorch',
+        frozen_stages=1,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=True,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='open-mmlab://res2net101_v1d_26w_4s')))

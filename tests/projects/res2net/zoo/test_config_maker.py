@@ -1,0 +1,196 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""projects/res2net/zoo/config_maker.py: which backbone settings a Res2Net
+keeps, on bases of different shapes; refusals; the written config.
+
+The tool, and a made config trained for a step, are tested in
+tests/tools/misc/test_res2net_config.py."""
+import pytest
+from mmengine.config import Config
+
+from projects.res2net.errors import UserError
+from projects.res2net.models.variants import variant_kwargs
+from projects.res2net.zoo.config_maker import (PYTORCH_NORMALISATION,
+                                               NothingToDo, default_out,
+                                               load_base, make_config,
+                                               plan_swap, swap_backbone)
+
+V101, V50 = 'res2net101_v1b_26w_4s', 'res2net50_v1b_26w_4s'
+
+
+def swap_of(base: str, variant: str = V101):
+    return plan_swap(load_base(base), variant)
+
+
+def test_an_fpn_detector_keeps_its_resnet_settings():
+    swap = swap_of('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py')
+    assert swap.path == ('model', 'backbone')
+    assert swap.kept == ('num_stages', 'out_indices', 'style', 'frozen_stages',
+                         'norm_cfg', 'norm_eval')
+    assert swap.res2net == dict(
+        type='Res2NetBackbone',
+        **variant_kwargs(V101),
+        num_stages=4,
+        out_indices=(0, 1, 2, 3),
+        style='pytorch',
+        frozen_stages=1,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=True,
+        # mmdet's download of the converted ImageNet weights.
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='open-mmlab://res2net101_v1d_26w_4s'))
+    assert swap.notes == () and swap.data_preprocessor is None
+    # Without an mmdet download: the locally converted file.
+    fifty = swap_of('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', V50)
+    assert fifty.res2net['depth'] == 50
+    assert fifty.res2net['init_cfg'] == dict(
+        type='Pretrained', checkpoint=f'checkpoints/{V50}.pth')
+
+
+def test_a_detr_style_detector_keeps_three_outputs_and_frozen_bn():
+    swap = swap_of('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py')
+    assert swap.res2net['out_indices'] == (1, 2, 3)
+    assert swap.res2net['norm_cfg'] == dict(type='BN', requires_grad=False)
+    assert swap.res2net['frozen_stages'] == 1
+
+
+def test_a_caffe_style_detector_takes_the_weights_normalisation():
+    cfg = load_base('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py')
+    assert cfg.model.backbone.style == 'caffe'
+    swap = plan_swap(cfg, V101)
+    assert swap.res2net['style'] == 'pytorch'
+    assert swap.data_preprocessor == PYTORCH_NORMALISATION
+    assert 'caffe-style' in swap.notes[0]
+    # The frozen BN of the caffe base is kept.
+    assert swap.res2net['norm_cfg'] == dict(type='BN', requires_grad=False)
+    swapped = swap_backbone(cfg, V101)
+    preprocessor = swapped.model.data_preprocessor
+    assert (preprocessor.mean, preprocessor.std,
+            preprocessor.bgr_to_rgb) == ([123.675, 116.28,
+                                          103.53], [58.395, 57.12,
+                                                    57.375], True)
+    assert preprocessor.pad_size_divisor == 32  # the rest is the base's
+
+
+def test_a_semi_supervised_detector_normalises_its_wrapped_branch():
+    """Soft Teacher: the ResNet is the student/teacher detector's, and the
+    normalisation that of the preprocessor its MultiBranch one wraps."""
+    base = ('mmdet::soft_teacher/'
+            'soft-teacher_faster-rcnn_r50-caffe_fpn_180k_semi-0.1-coco.py')
+    cfg = load_base(base)
+    swap = plan_swap(cfg, V50)
+    assert swap.path == ('model', 'detector', 'backbone')
+    assert swap.preprocessor_path == ('model', 'data_preprocessor',
+                                      'data_preprocessor')
+    swapped = swap_backbone(cfg, V50)
+    inner = swapped.model.data_preprocessor.data_preprocessor
+    assert (inner.mean, inner.bgr_to_rgb) == ([123.675, 116.28, 103.53], True)
+    assert swapped.model.detector.backbone.type == 'Res2NetBackbone'
+
+
+def test_a_dcn_detector_keeps_its_deformable_stages():
+    swap = swap_of('mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py')
+    assert swap.res2net['dcn'] == dict(
+        type='DCN', deform_groups=1, fallback_on_stride=False)
+    assert swap.res2net['stage_with_dcn'] == (False, True, True, True)
+
+
+@pytest.mark.parametrize('base, words', [
+    ('mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+     ['model.backbone is SwinTransformer, not a ResNet']),
+    ('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
+     ['ResNet-18', '64-512 channels']),
+])
+def test_a_backbone_it_cannot_replace_is_refused_with_the_reason(base, words):
+    with pytest.raises(UserError) as info:
+        swap_of(base)
+    message = str(info.value)
+    assert '\n' not in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize('base', [
+    'mmdet::res2net/faster-rcnn_res2net-101_fpn_2x_coco.py',
+    'configs/faster_rcnn_r2_101_fpn_2x.py',
+])
+def test_a_res2net_base_is_a_no_op(repo, base, tmp_path):
+    path = base if base.startswith('mmdet::') else str(repo / base)
+    out = tmp_path / 'made.py'
+    with pytest.raises(NothingToDo, match='already is Res2Net'):
+        make_config(path, V101, str(out))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('variant, words', [
+    ('res2net_dla60', ['Res2NetDLA', '128-1024 channels']),
+    ('res2net34', ["unknown Res2Net variant 'res2net34'"]),
+])
+def test_variants_that_do_not_fit_are_refused(variant, words):
+    with pytest.raises(UserError) as info:
+        swap_of('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', variant)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_unknown_backbone_settings_are_refused():
+    cfg = load_base('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py')
+    cfg.model.backbone.foo = 1
+    with pytest.raises(UserError, match='model.backbone.foo has no Res2Net'):
+        plan_swap(cfg, V101)
+
+
+def test_the_written_config_is_the_swap_and_builds(tmp_path):
+    """The leaf config reads as the in-memory swap (what the compatibility
+    table builds), a few lines on the base; it was built before it was
+    written."""
+    base = 'mmdet::atss/atss_r50_fpn_1x_coco.py'
+    out = tmp_path / 'configs' / 'atss.py'
+    made = make_config(base, V101, str(out))
+    text = out.read_text()
+    assert made.text == text and len(text.splitlines()) < 40
+    assert f"'{base}'" in text and '_delete_=True' in text
+    written = Config.fromfile(str(out))
+    swapped = swap_backbone(load_base(base), V101)
+    assert written.model == swapped.model
+    assert written.custom_imports.imports == ['projects.res2net']
+    # The project's training hooks come with its backbone base.
+    assert [h['type'] for h in written.custom_hooks
+            ] == ['ExactResumeHook', 'FiniteLossHook']
+
+
+def test_a_base_with_its_own_hooks_keeps_them(tmp_path):
+    """mmengine allows no key in two bases: a base with custom_hooks (or
+    custom_imports) gets both set in the written config, its own and the
+    project's, instead of inheriting the project's backbone base."""
+    base = tmp_path / 'ema.py'
+    base.write_text("_base_ = 'mmdet::atss/atss_r50_fpn_1x_coco.py'\n"
+                    "custom_hooks = [dict(type='EMAHook', momentum=0.0002)]\n")
+    out = tmp_path / 'made.py'
+    made = make_config(str(base), V50, str(out))
+    assert made.swap.own_settings
+    assert 'res2net_backbones.py' not in made.text
+    written = Config.fromfile(str(out))
+    assert [h['type'] for h in written.custom_hooks
+            ] == ['EMAHook', 'ExactResumeHook', 'FiniteLossHook']
+    assert written.custom_imports == dict(
+        imports=['projects.res2net'], allow_failed_imports=False)
+    assert written.model.backbone.type == 'Res2NetBackbone'
+
+
+def test_default_out_replaces_the_resnet_token(repo):
+    assert default_out(
+        'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+        V101) == str(repo / 'configs' /
+                     'dino-4scale_res2net101-v1b-26w-4s_8xb2-12e_coco.py')
+    assert default_out('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
+                       V50) == str(
+                           repo / 'configs' /
+                           'fcos_res2net50-v1b-26w-4s_fpn_gn-head_1x_coco.py')
+
+
+def test_a_missing_base_is_one_line(tmp_path):
+    with pytest.raises(UserError, match='base config not found'):
+        load_base(str(tmp_path / 'nope.py'))
+    with pytest.raises(UserError, match='cannot read base config mmdet::x/'):
+        load_base('mmdet::x/y.py')

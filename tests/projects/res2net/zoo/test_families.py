@@ -1,0 +1,87 @@
+# Copyright (c) Res2Net-MMDet contributors. All rights reserved.
+"""projects/res2net/zoo/families.py: picking a family's config, the time
+limit, the table. A family's check itself runs through the tool
+(tests/tools/analysis_tools/test_check_mmdet_families.py)."""
+from mmengine.config import Config
+
+from projects.res2net.zoo.families import (FamilyConfig, _inputs,
+                                           check_in_process, family_configs,
+                                           mmdet_configs_root, status, summary,
+                                           table)
+
+
+def test_the_config_of_a_family_is_its_shortest_resnet50_one():
+    root = mmdet_configs_root()
+    found = family_configs(root, ['retinanet', 'dino', 'mask2former'])
+    assert found == [
+        FamilyConfig('dino', 'dino/dino-4scale_r50_8xb2-12e_coco.py'),
+        FamilyConfig('mask2former',
+                     'mask2former/mask2former_r50_8xb2-lsj-50e_coco.py'),
+        FamilyConfig('retinanet', 'retinanet/retinanet_r50_fpn_1x_coco.py'),
+    ]
+
+
+def test_inputs_fit_the_model():
+    """Labels within the model's classes, proposals for a detector without
+    an RPN, semantic maps for a semantic head (HTC's is in its RoI head)."""
+    root = mmdet_configs_root()
+
+    def inputs(config):
+        return _inputs(Config.fromfile(f'{root}/{config}'))['data_samples']
+
+    cityscapes = inputs('cityscapes/mask-rcnn_r50_fpn_1x_cityscapes.py')
+    assert all(s.gt_instances.labels.max() < 8 for s in cityscapes)
+    assert all('proposals' in s
+               for s in inputs('fast_rcnn/fast-rcnn_r50_fpn_1x_coco.py'))
+    assert all('gt_sem_seg' in s for s in inputs('htc/htc_r50_fpn_1x_coco.py'))
+    retina = inputs('retinanet/retinanet_r50_fpn_1x_coco.py')
+    assert not any('proposals' in s or 'gt_sem_seg' in s for s in retina)
+
+
+def test_a_family_past_its_time_limit_is_a_row():
+    row = check_in_process(
+        mmdet_configs_root(),
+        FamilyConfig('atss', 'atss/atss_r50_fpn_1x_coco.py'),
+        variant='res2net50_v1b_26w_4s',
+        timeout=0.5)
+    assert (row['control'], row['res2net']) == ('timeout', 'timeout')
+    assert row['control_reason'] == 'no result within 0.5 s'
+
+
+def test_status_table_and_summary():
+    rows = [
+        dict(
+            family='a',
+            config='a/a_r50.py',
+            control='pass',
+            res2net='pass',
+            control_reason='',
+            res2net_reason='',
+            seconds=3.2),
+        dict(
+            family='b',
+            config='b/b_r50.py',
+            control='pass',
+            res2net='fail',
+            control_reason='',
+            res2net_reason='ValueError: x | y',
+            seconds=1.0),
+        dict(
+            family='c',
+            config='c/c_r50.py',
+            control='fail',
+            res2net='fail',
+            control_reason='RuntimeError: cuda',
+            res2net_reason='RuntimeError: cuda',
+            seconds=2.0),
+    ]
+    assert [status(r)
+            for r in rows] == ['ok', 'res2net fails', 'control fails']
+    assert table(rows).splitlines()[2:] == [
+        '| a | `a_r50.py` | pass | pass |  | 3 |',
+        '| b | `b_r50.py` | pass | fail | ValueError: x \\| y | 1 |',
+        '| c | `c_r50.py` | fail | fail | both: RuntimeError: cuda | 2 |',
+    ]
+    assert summary(rows) == ('3 families: 1 pass with Res2Net as with '
+                             'ResNet; 1 fail with Res2Net only; 1 fail '
+                             'already with ResNet-50')
