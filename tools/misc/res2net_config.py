@@ -20,7 +20,7 @@ Example:
 import argparse
 
 from projects.res2net.engine.cli import run_tool, tool_parser
-from projects.res2net.models.variants import RESNET_VARIANTS
+from projects.res2net.models.variants import RESNET_VARIANTS, VARIANTS
 from projects.res2net.zoo.config_maker import NothingToDo, make_config
 
 
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--variant',
         required=True,
-        choices=list(RESNET_VARIANTS),
+        choices=list(VARIANTS),  # a DLA one is refused saying why
         metavar='VARIANT',
         help='a published Res2Net: ' + ', '.join(RESNET_VARIANTS))
     parser.add_argument(

@@ -45,7 +45,7 @@ def test_refusals_are_one_line_and_write_nothing(call_tool, tmp_path):
         ('mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
          'res2net101_v1b_26w_4s', 'is SwinTransformer, not a ResNet'),
         ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 'res2next_dla60',
-         'invalid choice'),
+         'res2next_dla60 is a Res2NetDLA, with 128-1024 channels'),
         (str(tmp_path / 'missing.py'), 'res2net50_v1b_26w_4s',
          'base config not found'),
     ):
