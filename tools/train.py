@@ -12,7 +12,9 @@ import os.path as osp
 from mmengine.device import get_device
 from mmengine.dist import is_main_process
 
-from projects.res2net.datasets.dataset_check import check_config, skipped_lines
+from projects.res2net.datasets.dataset_check import (check_config,
+                                                     check_num_classes,
+                                                     skipped_lines)
 from projects.res2net.engine.cli import (build_runner, check_data,
                                          config_from_args, make_parser,
                                          parse_cli, require_file, run_tool)
@@ -78,6 +80,7 @@ def main() -> None:
     # Everything that can be checked before the Runner writes anything.
     loaders = ['train_dataloader', 'val_dataloader']
     check_data(cfg, loaders)
+    check_num_classes(cfg, loaders)
     datasets = check_config(cfg, loaders)  # the quick part: no decoding
     check_types(cfg)
     model = build_model(cfg)

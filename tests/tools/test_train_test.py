@@ -381,6 +381,19 @@ def test_bad_data_stops_before_anything_is_written(call_tool, tiny_demo_data,
     assert not work_dir.exists()
 
 
+def test_a_class_list_the_heads_do_not_match_stops_the_run(
+        call_tool, tiny_demo_data, tmp_path, quick, user_error):
+    work_dir = tmp_path / 'wd'
+    result = call_tool(
+        'train.py', DEMO, '--work-dir', work_dir, *quick(tiny_demo_data),
+        'train_dataloader.dataset.metainfo.classes=(person,car)')
+    user_error(
+        result, 'train_dataloader: metainfo.classes names 2 classes, but '
+        'model.roi_head.bbox_head.num_classes is 80',
+        '--cfg-options model.roi_head.bbox_head.num_classes=2')
+    assert not work_dir.exists()
+
+
 def test_a_misspelled_type_is_named_before_anything_is_written(
         call_tool, tiny_demo_data, tmp_path, quick, user_error):
     # mmengine builds the optimizer only once training starts, and this

@@ -24,7 +24,8 @@ import json
 import os.path as osp
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Sequence,
+                    Tuple)
 
 import cv2
 from mmengine.config import Config
@@ -264,6 +265,47 @@ def check_config(cfg: Config,
             raise UserError(
                 f'{loader}: {report.ann_file}: {report.describe(kind)}; {fix}')
     return reports
+
+
+def head_class_counts(node: Any,
+                      path: str = 'model') -> Iterator[Tuple[str, int]]:
+    """Every ``num_classes`` the model config sets, with its key path as
+    ``--cfg-options`` names it (``model.roi_head.bbox_head.0.num_classes``);
+    the RPN's (one class: object) is not a class count of the dataset."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == 'num_classes' and isinstance(value, int):
+                yield f'{path}.{key}', value
+            elif key != 'rpn_head':
+                yield from head_class_counts(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from head_class_counts(value, f'{path}.{i}')
+
+
+def check_num_classes(cfg: Config, loaders: Sequence[str]) -> None:
+    """Stop when a dataset names its own classes (``metainfo.classes``) and
+    a head of the model predicts another number of them: mmdet would train
+    without a word (COCO's 80 outputs on a 3-class dataset), the commonest
+    custom-dataset slip.
+
+    Raises:
+        UserError: Both numbers, and every head key to set (cascade stages,
+            mask and semantic heads; the RPN's is left alone).
+    """
+    for loader, dataset in dataset_configs(cfg, loaders):
+        classes = (dataset.get('metainfo') or {}).get('classes')
+        if not classes:
+            continue  # the dataset's own class list, as the model's config
+        wanted = len(classes)
+        wrong = [(path, n) for path, n in head_class_counts(cfg.model)
+                 if n != wanted]
+        if wrong:
+            sets = ' '.join(f'{path}={wanted}' for path, _ in wrong)
+            raise UserError(
+                f'{loader}: metainfo.classes names {wanted} classes, but '
+                f'{wrong[0][0]} is {wrong[0][1]}; set every head to '
+                f'{wanted} in the config or with --cfg-options {sets}')
 
 
 def skipped_lines(reports: Iterable[SplitReport]) -> List[str]:

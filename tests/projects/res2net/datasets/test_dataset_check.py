@@ -6,10 +6,14 @@ import re
 import shutil
 
 import pytest
+from mmengine.config import Config
 
 from projects.res2net.datasets.dataset_check import (EMPTY, NOTHING_KEPT,
-                                                     check_config, check_split,
+                                                     check_config,
+                                                     check_num_classes,
+                                                     check_split,
                                                      format_report,
+                                                     head_class_counts,
                                                      skipped_lines)
 from projects.res2net.engine.cli import load_config
 from projects.res2net.errors import UserError
@@ -166,3 +170,33 @@ def test_nothing_left_after_the_filter_is_a_stop_of_the_report(repo, data):
     ]
     assert lines[6].startswith('  skip: ') and \
         "category not in the config's classes" in lines[6]
+
+
+def test_a_custom_class_list_needs_every_head_to_match(repo):
+    """HTC: three cascade box heads, three mask heads and the semantic head
+    are named; the RPN's one class is not a dataset's class count."""
+    cfg = Config.fromfile(str(repo / 'configs' / 'htc_r2_101_fpn_20e.py'))
+    cfg.train_dataloader.dataset.metainfo = dict(classes=('a', 'b', 'c'))
+    with pytest.raises(UserError) as info:
+        check_num_classes(cfg, ['train_dataloader'])
+    message = str(info.value)
+    assert '\n' not in message
+    assert message.startswith(
+        'train_dataloader: metainfo.classes names 3 classes, but '
+        'model.roi_head.bbox_head.0.num_classes is 80; ')
+    keys = [
+        part.split('=')[0] for part in message.split()
+        if part.endswith('num_classes=3')
+    ]
+    assert keys == [
+        f'model.roi_head.bbox_head.{i}.num_classes' for i in range(3)
+    ] + [f'model.roi_head.mask_head.{i}.num_classes'
+         for i in range(3)] + ['model.roi_head.semantic_head.num_classes']
+    assert 'rpn_head' not in message
+
+    # Heads that match, or no class list of its own: nothing to say.
+    for path, _ in head_class_counts(cfg.model):
+        cfg.merge_from_dict({path: 3})
+    check_num_classes(cfg, ['train_dataloader'])
+    del cfg.train_dataloader.dataset.metainfo
+    check_num_classes(cfg, ['train_dataloader'])
