@@ -381,6 +381,15 @@ def test_bad_data_stops_before_anything_is_written(call_tool, tiny_demo_data,
     assert not work_dir.exists()
 
 
+def test_a_cfg_option_without_a_value_is_one_line(call_tool, tiny_demo_data,
+                                                  tmp_path, quick, user_error):
+    work_dir = tmp_path / 'wd'
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir,
+                       *quick(tiny_demo_data), 'train_cfg.max_iters')
+    user_error(result, '--cfg-options train_cfg.max_iters: not key=value')
+    assert not work_dir.exists()
+
+
 def test_a_class_list_the_heads_do_not_match_stops_the_run(
         call_tool, tiny_demo_data, tmp_path, quick, user_error):
     work_dir = tmp_path / 'wd'

@@ -68,12 +68,30 @@ def tool_parser(description: str, example: str) -> argparse.ArgumentParser:
         description=description, **example_epilog(example))
 
 
+def _check_key_values(options: Sequence[str]) -> None:
+    """Raise one line for a ``--cfg-options`` item without ``=``."""
+    for option in options:
+        if '=' not in option:
+            raise UserError(f'--cfg-options {option}: not key=value; write '
+                            'e.g. train_cfg.max_epochs=12')
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction``, with an item that is not ``key=value``
+    refused in one line (mmengine's raises a ValueError from inside
+    argparse, a traceback)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _check_key_values(values)
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_cfg_options(parser: argparse.ArgumentParser) -> None:
     """``--cfg-options``, as :func:`load_config` applies them."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value, e.g. data_root=data/demo/'
         ' (moves every dataset path under the old root) or '
         'model.backbone.init_cfg.checkpoint=/path/to/weights.pth')
@@ -86,10 +104,7 @@ def parse_cfg_options(options: Sequence[str]) -> Dict[str, Any]:
     Raises:
         UserError: An option without ``=``.
     """
-    for option in options:
-        if '=' not in option:
-            raise UserError(f'--cfg-options {option}: not key=value; write '
-                            'e.g. train_cfg.max_epochs=12')
+    _check_key_values(options)
     parsed = argparse.Namespace()
     DictAction(
         option_strings=[], dest='cfg_options')(None, parsed, list(options))
