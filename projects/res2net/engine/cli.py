@@ -11,7 +11,6 @@ a user's mistake ends in one line that names the cause and the fix
 work directories have been created.
 """
 import argparse
-import copy
 import logging
 import os
 import os.path as osp
@@ -19,7 +18,6 @@ import sys
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import torch
-from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules, setup_cache_size_limit_of_dynamo
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
@@ -31,7 +29,7 @@ from torch import nn
 from ..errors import CheckpointError, UserError
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
-from .preflight import trust_checkpoints
+from .preflight import build_from, trust_checkpoints
 
 _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
               ' --out data/demo, then pass --cfg-options data_root=data/demo/')
@@ -186,9 +184,7 @@ def build_detector(cfg: Config,
     register_all_modules()  # also makes 'mmdet' the default scope
     if cfg.model.get('backbone') is not None:
         cfg.model.backbone.init_cfg = None
-    # A copy, as in preflight.build_model: DETR-style detectors write into
-    # their head's config while they are built.
-    model = MODELS.build(copy.deepcopy(cfg.model))
+    model = build_from(cfg.model)
     if checkpoint is None:
         if init_weights:
             init_random_weights(model)

@@ -196,6 +196,14 @@ def config_errors(cfg: Config) -> Iterator[None]:
                         '--cfg-options') from err
 
 
+def build_from(model_cfg: Mapping) -> nn.Module:
+    """``MODELS.build`` of a copy of ``model_cfg``: mmdet's DETR-style
+    detectors write into their head's config while they are built, so a
+    second build from the same config (the Runner's, after a check) fails.
+    """
+    return MODELS.build(copy.deepcopy(model_cfg))
+
+
 def build_model(cfg: Config) -> nn.Module:
     """Build the config's model as the Runner will, or raise one line.
 
@@ -207,9 +215,7 @@ def build_model(cfg: Config) -> nn.Module:
     """
     register_all_modules()
     try:
-        # A copy: mmdet's DETR-style detectors write into their head's
-        # config while they are built, and the Runner builds from it again.
-        return MODELS.build(copy.deepcopy(cfg.model))
+        return build_from(cfg.model)
     except UserError as err:  # our own checks already say what to do
         raise UserError(f'{cfg.filename}: model: {err}') from err
     except (TypeError, KeyError, ValueError, AssertionError) as err:

@@ -156,7 +156,8 @@ def backbone_path(model: Mapping) -> Tuple[str, ...]:
     return found[0]
 
 
-def _get(cfg: Mapping, path: Tuple[str, ...]) -> Any:
+def config_node(cfg: Mapping, path: Tuple[str, ...]) -> Any:
+    """The node of ``cfg`` at ``path`` (e.g. ``backbone_path``'s)."""
     node = cfg
     for key in path:
         node = node[key]
@@ -243,7 +244,7 @@ def plan_swap(cfg: Config, variant: str) -> Swap:
     if 'model' not in cfg:
         raise UserError('the base has no model to put a Res2Net in')
     path = backbone_path(cfg.model)
-    swap = res2net_for(_plain(_get(cfg, path)), variant, '.'.join(path))
+    swap = res2net_for(_plain(config_node(cfg, path)), variant, '.'.join(path))
     settings, own = run_settings(cfg)
     preprocessor = ('model', 'data_preprocessor')
     if 'data_preprocessor' in cfg.model.get('data_preprocessor', {}):
@@ -261,10 +262,10 @@ def swap_backbone(cfg: Config, variant: str) -> Config:
         NothingToDo, UserError: As :func:`res2net_for`.
     """
     swap = plan_swap(cfg, variant)
-    parent = _get(cfg, swap.path[:-1])
+    parent = config_node(cfg, swap.path[:-1])
     parent[swap.path[-1]] = swap.res2net
     if swap.data_preprocessor is not None:
-        _get(cfg, swap.preprocessor_path).update(swap.data_preprocessor)
+        config_node(cfg, swap.preprocessor_path).update(swap.data_preprocessor)
     cfg.merge_from_dict(swap.settings)
     return cfg
 
@@ -422,7 +423,7 @@ def check_builds(cfg: Config, swap: Swap) -> None:
 
     from .. import models  # noqa: F401  (registers Res2NetBackbone)
     register_all_modules()
-    backbone = _get(cfg, swap.path)
+    backbone = config_node(cfg, swap.path)
     if _plain(backbone) != swap.res2net:
         raise RuntimeError(f'the written config\'s backbone is {backbone}, '
                            f'not {swap.res2net}')

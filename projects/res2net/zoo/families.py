@@ -37,7 +37,8 @@ from mmengine.registry import init_default_scope
 
 from .. import models  # noqa: F401  (registers Res2NetBackbone)
 from ..errors import UserError
-from .config_maker import RESNET_TYPES, backbone_path, swap_backbone
+from .config_maker import (RESNET_TYPES, backbone_path, config_node,
+                           swap_backbone)
 
 # Directories of mmdet's configs that hold no detector family.
 NOT_FAMILIES = ('_base_', 'common', 'misc', 'legacy_1.x')
@@ -66,9 +67,7 @@ def _is_resnet50(cfg: Config) -> bool:
         path = backbone_path(model)
     except UserError:
         return False
-    node = cfg
-    for key in path:
-        node = node[key]
+    node = config_node(cfg, path)
     return node.get('type') in RESNET_TYPES and node.get('depth') == 50
 
 
@@ -169,10 +168,7 @@ def run_forwards(cfg: Config) -> None:
     does not rescale them) until a matcher meets infinities, which says
     nothing about the detector."""
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    node = cfg
-    for key in backbone_path(cfg.model):
-        node = node[key]
-    node.init_cfg = None
+    config_node(cfg, backbone_path(cfg.model)).init_cfg = None
     model = MODELS.build(cfg.model)
     model.init_weights()
     packed = _inputs(cfg)
