@@ -20,6 +20,7 @@ from projects.res2net.datasets.dataset_check import check_config, skipped_lines
 from projects.res2net.engine.cli import (ap_table, build_runner, check_data,
                                          config_from_args, make_parser,
                                          parse_cli, run_tool)
+from projects.res2net.engine.faults import run_faults
 from projects.res2net.engine.fileio import write_json
 from projects.res2net.engine.preflight import (build_model, check_types,
                                                check_weights, config_errors,
@@ -107,7 +108,8 @@ def main() -> None:
         cfg.custom_hooks = list(cfg.get('custom_hooks')
                                 or []) + [dict(type='DeployHook')]
 
-    with removed_on_early_failure(cfg.work_dir), config_errors(cfg):
+    with removed_on_early_failure(cfg.work_dir), config_errors(cfg), \
+            run_faults(args.config):
         runner = build_runner(cfg)
         for line in skipped_lines(datasets):
             runner.logger.warning(line)

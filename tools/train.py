@@ -18,7 +18,10 @@ from projects.res2net.datasets.dataset_check import (check_config,
 from projects.res2net.engine.cli import (build_runner, check_data,
                                          config_from_args, make_parser,
                                          parse_cli, require_file, run_tool)
+from projects.res2net.engine.faults import run_faults
 from projects.res2net.engine.fileio import ATOMIC_BACKEND_ARGS
+from projects.res2net.engine.loops import use_resumable_loop
+from projects.res2net.engine.preemption import requeued_resume, stop_signals
 from projects.res2net.engine.preflight import (build_model, check_load_from,
                                                check_types, config_errors,
                                                latest_checkpoint, read_resume,
@@ -57,7 +60,16 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # A stop signal from now on ends the run at a checkpoint
+    # (SignalCheckpointHook); taken before any data loader worker is forked.
+    stop_signals().install()
     cfg = config_from_args(args)
+    # Checkpoints on a stop signal may stand mid-epoch: resume from them.
+    use_resumable_loop(cfg)
+    if requeued_resume() and latest_checkpoint(cfg.work_dir):
+        # Slurm runs a requeued job's command again: go on where it stopped
+        # (the run's own checkpoint, which loads whole).
+        args.resume, args.partial_load = 'auto', False
 
     if args.amp:
         if get_device() == 'cpu':
@@ -115,7 +127,8 @@ def main() -> None:
         # Each checkpoint whole or absent (projects/res2net/engine/fileio.py).
         checkpoint_hook.backend_args = dict(ATOMIC_BACKEND_ARGS)
 
-    with removed_on_early_failure(cfg.work_dir), config_errors(cfg):
+    with removed_on_early_failure(cfg.work_dir), config_errors(cfg), \
+            run_faults(args.config, cfg.work_dir):
         runner = build_runner(cfg)
         for line in skipped_lines(datasets):
             runner.logger.warning(line)

@@ -4,8 +4,14 @@
 custom_imports = dict(imports=['projects.res2net'], allow_failed_imports=False)
 # Training hooks (projects/res2net/engine/hooks.py): a resumed run continues
 # exactly as the killed one would have; a NaN or infinite loss stops the run,
-# naming the iteration and the loss term, before a checkpoint is written.
-custom_hooks = [dict(type='ExactResumeHook'), dict(type='FiniteLossHook')]
+# naming the iteration and the loss term, before a checkpoint is written; a
+# stop signal (Slurm's before the time limit, a preemption, Ctrl-C) ends the
+# iteration, saves a checkpoint there and requeues the Slurm job.
+custom_hooks = [
+    dict(type='ExactResumeHook'),
+    dict(type='FiniteLossHook'),
+    dict(type='SignalCheckpointHook'),
+]
 
 # Res2Net-v1b-101 26w×4s from its ImageNet weights ("v1d" in mmdet's names),
 # as in the MMDetection model zoo. Offline, point `checkpoint` at a local

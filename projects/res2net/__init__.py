@@ -3,14 +3,16 @@
 
 Importing this package (configs do it through ``custom_imports``) registers
 :class:`Res2NetBackbone`, :class:`Res2NetDLA` and the plain :class:`DLA`
-(its baseline) in ``mmdet.registry.MODELS`` and the hooks
-(:class:`DeployHook`, :class:`ExactResumeHook`, :class:`FiniteLossHook`) in
-mmengine's ``HOOKS`` and :class:`AtomicLocalBackend` among mmengine's file
-backends, and lets torch's weights-only loader read the
-checkpoints that mmengine writes.
+(its baseline) in ``mmdet.registry.MODELS``, the hooks
+(:class:`DeployHook`, :class:`ExactResumeHook`, :class:`FiniteLossHook`,
+:class:`SignalCheckpointHook`) in mmengine's ``HOOKS``, the mid-epoch
+resumable :class:`ResumableEpochBasedTrainLoop` in its ``LOOPS`` and
+:class:`AtomicLocalBackend` among mmengine's file backends, and lets
+torch's weights-only loader read the checkpoints that mmengine writes.
 """
 from .engine import (AtomicLocalBackend, DeployHook, ExactResumeHook,
-                     FiniteLossHook)
+                     FiniteLossHook, ResumableEpochBasedTrainLoop,
+                     SignalCheckpointHook)
 from .models import DLA, Bottle2neck, Res2NetBackbone, Res2NetDLA
 from .models.checkpoint import allow_mmengine_checkpoints
 
@@ -18,5 +20,6 @@ allow_mmengine_checkpoints()
 
 __all__ = [
     'Bottle2neck', 'DLA', 'Res2NetBackbone', 'Res2NetDLA', 'DeployHook',
-    'ExactResumeHook', 'FiniteLossHook', 'AtomicLocalBackend'
+    'ExactResumeHook', 'FiniteLossHook', 'SignalCheckpointHook',
+    'ResumableEpochBasedTrainLoop', 'AtomicLocalBackend'
 ]

@@ -103,15 +103,19 @@ def _find_process(marker: str, rank_variable: str, rank: int) -> Optional[int]:
 def kill_rank_mid_training(repo, tmp_path) -> Callable[..., dict]:
     """Start a training job, SIGKILL one rank once it trains, time the end.
 
-    ``kill(command, env, rank_variable)`` starts ``command`` (a launcher
-    script) with ``env``, waits for the first logged training iteration,
-    kills the Python process of rank 1 (found by ``rank_variable`` in its
-    environment) and returns ``dict(returncode, seconds, log)``: the job's
-    exit status and how long it took to end after the kill.
+    ``kill(command, env, rank_variable, signum=SIGKILL)`` starts
+    ``command`` (a launcher script) with ``env``, waits for the first logged
+    training iteration, sends ``signum`` to the Python process of rank 1
+    (found by ``rank_variable`` in its environment) and returns
+    ``dict(returncode, seconds, log)``: the job's exit status and how long
+    it took to end after the signal.
     """
     started = []
 
-    def kill(command, env: Dict[str, str], rank_variable: str) -> dict:
+    def kill(command,
+             env: Dict[str, str],
+             rank_variable: str,
+             signum: int = signal.SIGKILL) -> dict:
         marker = f'{os.getpid()}-{time.time()}'
         log_path = tmp_path / 'job.log'
         with open(log_path, 'w') as log:
@@ -129,7 +133,7 @@ def kill_rank_mid_training(repo, tmp_path) -> Callable[..., dict]:
             time.sleep(0.5)
         victim = _find_process(marker, rank_variable, 1)
         assert victim is not None, 'rank 1 not found'
-        os.kill(victim, signal.SIGKILL)
+        os.kill(victim, signum)
         killed = time.monotonic()
         try:
             returncode = job.wait(timeout=120)

@@ -7,12 +7,14 @@ one GPU per process over nccl.
 """
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from statistics import mean
 
 import pytest
+import torch
 
 from projects.res2net.datasets.demo_data import generate_demo_dataset
 
@@ -220,6 +222,37 @@ def test_a_dead_rank_ends_the_job(kill_rank_mid_training, launcher_env,
                                    rank_variable='RANK')
     assert ended['returncode'] not in (0, None), ended['log'][-3000:]
     assert ended['seconds'] < 60
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_a_checkpoint(
+        kill_rank_mid_training, launcher_env, tiny_demo_data, quick, tmp_path):
+    """SIGTERM to rank 1 only: both ranks end the iteration and agree to
+    stop there, rank 0 saves it and says how to resume, all leave the
+    process group (the job ends, no hang)."""
+    work_dir = tmp_path / 'wd'
+    ended = kill_rank_mid_training([
+        'tools/dist_train.sh', DEMO, 2, '--work-dir', work_dir, *quick(
+            tiny_demo_data, **{
+                'train_cfg.max_iters': 10000,
+                'train_dataloader.batch_size': 1,
+                'default_hooks.logger.interval': 1
+            })
+    ],
+                                   env=launcher_env,
+                                   rank_variable='RANK',
+                                   signum=signal.SIGTERM)
+    log = ended['log']
+    assert ended['returncode'] not in (0, None), log[-3000:]
+    assert ended['seconds'] < 60
+    stop = re.search(
+        r'training stopped by SIGTERM \(preemption, the time limit or a '
+        r'kill\) after iteration (\d+): saved (\S+); resume with: the same '
+        'launch command with --resume added', log)
+    assert stop, log[-3000:]
+    assert stop[2] == str(work_dir / f'iter_{stop[1]}.pth')
+    assert (work_dir / 'last_checkpoint').read_text() == stop[2]
+    saved = torch.load(stop[2], weights_only=True)
+    assert saved['meta']['iter'] == int(stop[1])
 
 
 def test_forcing_nccl_on_a_cpu_machine_fails_in_one_line(

@@ -6,6 +6,11 @@ without root and Debian's packages the tests skip and say why. The jobs are
 CPU processes (``GRES=none``) over gloo.
 """
 import json
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +99,175 @@ def test_a_dead_task_ends_the_slurm_job(kill_rank_mid_training, slurm_env,
                                    rank_variable='SLURM_PROCID')
     assert ended['returncode'] not in (0, None), ended['log'][-3000:]
     assert ended['seconds'] < 60
+
+
+def _wait(what: str, ready, timeout: float = 300, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = ready()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f'waited {timeout} s for {what}'
+        time.sleep(poll)
+
+
+def _job(job_id: str, env) -> dict:
+    shown = subprocess.run(['scontrol', '-o', 'show', 'job', job_id],
+                           env=env,
+                           capture_output=True,
+                           text=True,
+                           check=True).stdout
+    return dict(re.findall(r'(\w+)=(\S*)', shown))
+
+
+def _scontrol(*args, env) -> None:
+    subprocess.run(['scontrol', *args], env=env, check=True)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ''
+
+
+def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
+        run_script, repo, slurm_env, tiny_demo_data, quick, tmp_path):
+    """A requeueable batch job runs tools/slurm_train.sh, as users wrap it.
+
+    Its time limit is shortened once it trains, so that Slurm's warning
+    (SIGUSR1, 120 s before the limit) comes while it trains: the iteration
+    ends, a checkpoint of that position is saved, and the job requeues
+    itself. The requeued job (the test lifts the limit again and Slurm's
+    hold on requeued jobs) resumes; then a SIGTERM, as a preemption sends,
+    stops it too, and as it may be requeued once only (max_requeues=1) it
+    ends, saying so. The run resumed once more ends with the weights of a
+    run never stopped.
+
+    One task a job: the time it must train (Slurm's signal comes up to 30 s
+    after the change) costs one core, not two. That every rank of a job
+    stops at the same iteration is tested with two ranks in
+    test_dist_launchers.py.
+    """
+    slurm_env = dict(slurm_env, GPUS='1', GPUS_PER_NODE='1')
+    options = quick(
+        tiny_demo_data,
+        **{
+            # About 40 s of training (a step takes 0.25-0.3 s on a fast
+            # machine): Slurm checks time limits every 30 s, so its signal
+            # comes within that after the change.
+            'train_cfg.max_iters': 150,
+            'train_dataloader.batch_size': 1,
+            'train_dataloader.num_workers': 1,  # replayed exactly
+            'default_hooks.logger.interval': 1,
+            'default_hooks.checkpoint.interval': 150,
+            'custom_hooks.2.max_requeues': 1,
+        })
+    straight = run_script(
+        'slurm_train.sh',
+        slurm_env['PARTITION'],
+        'r2-straight',
+        DEMO,
+        tmp_path / 'straight',
+        *options,
+        env=slurm_env)
+    assert straight.returncode == 0, \
+        (straight.stdout + straight.stderr)[-3000:]
+
+    work_dir = tmp_path / 'requeued'
+    log = tmp_path / 'job.log'
+    script = tmp_path / 'job.sh'
+    train = ' '.join(
+        shlex.quote(str(word)) for word in [
+            'tools/slurm_train.sh', slurm_env['PARTITION'], 'r2-requeue', DEMO,
+            work_dir, *options
+        ])
+    script.write_text('\n'.join([
+        '#!/usr/bin/env bash',
+        '#SBATCH --requeue',
+        '#SBATCH --time=5',
+        '#SBATCH --signal=USR1@120',
+        '#SBATCH --ntasks=1',
+        '#SBATCH --cpus-per-task=1',
+        f'#SBATCH --output={log}',
+        '#SBATCH --open-mode=append',
+        'set -euo pipefail',
+        f'cd {shlex.quote(str(repo))}',
+        train,
+        '',
+    ]))
+    job_id = subprocess.run(['sbatch', '--parsable',
+                             str(script)],
+                            env=slurm_env,
+                            capture_output=True,
+                            text=True,
+                            check=True).stdout.strip()
+    try:
+        _wait('training', lambda: 'Iter(train)' in _text(log))
+        # 1-2 minutes left, less than the signal's lead: Slurm sends it at
+        # its next check of the time limits.
+        run_time = _job(job_id, slurm_env)['RunTime']
+        minutes = int(run_time.split(':')[-2]) + 2
+        _scontrol(
+            'update', f'JobId={job_id}', f'TimeLimit={minutes}', env=slurm_env)
+        first = _wait(
+            'the requeue',
+            lambda: re.search(
+                r"training stopped by SIGUSR1 \(Slurm's warning before the "
+                r'time limit\) after iteration (\d+): saved (\S+); requeuing'
+                rf' Slurm job {job_id} \(requeue 1 of at most 1\): it '
+                r'resumes from \2', _text(log)),
+            timeout=120)
+        stopped_at = int(first[1])
+        assert 0 < stopped_at < 150
+        assert first[2] == str(work_dir / f'iter_{stopped_at}.pth')
+        _wait(
+            'the job to wait in the queue',
+            lambda: _job(job_id, slurm_env).get('Restarts') == '1' and _job(
+                job_id, slurm_env)['JobState'] == 'PENDING')
+        _scontrol(
+            'update',
+            f'JobId={job_id}',
+            'TimeLimit=10',
+            'StartTime=now',
+            env=slurm_env)
+
+        _wait(
+            'the resumed training',
+            lambda: f'resumed epoch: 0, iter: {stopped_at}' in _text(log) and
+            re.search(
+                r'Iter\(train\) \[ *\d+/150\]',
+                _text(log).split(f'resumed epoch: 0, iter: {stopped_at}')[1]))
+        subprocess.run(['scancel', '--signal=TERM', job_id],
+                       env=slurm_env,
+                       check=True)
+        second = _wait(
+            'the second stop', lambda: re.search(
+                r'training stopped by SIGTERM \(preemption, the time limit or'
+                r' a kill\) after iteration (\d+): saved (\S+); not '
+                r'requeued: it was requeued 1 time already, the most '
+                r'SignalCheckpointHook\(max_requeues=1\) allows', _text(log)))
+        _wait('the job to end',
+              lambda: _job(job_id, slurm_env)['JobState'] == 'FAILED')
+    finally:
+        subprocess.run(['scancel', job_id], env=slurm_env)
+    assert f'Slurm job {job_id} was requeued (1 of at most 1): going on ' \
+        f'from iteration {stopped_at}' in _text(log)
+    assert stopped_at < int(second[1]) < 150
+    assert second[2] == str(work_dir / f'iter_{second[1]}.pth')
+
+    resumed = run_script(
+        'slurm_train.sh',
+        slurm_env['PARTITION'],
+        'r2-resume',
+        DEMO,
+        work_dir,
+        *options,
+        '--resume',
+        env=slurm_env)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    expected = torch.load(
+        tmp_path / 'straight' / 'iter_150.pth',
+        weights_only=True)['state_dict']
+    weights = torch.load(
+        work_dir / 'iter_150.pth', weights_only=True)['state_dict']
+    assert weights.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(weights[key], value), key

@@ -3,7 +3,9 @@
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -191,7 +193,8 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
                                       quick):
     """SIGKILL between checkpoints, --resume: the weights and the logged
     losses after the resume point are those of the run never stopped; so
-    with --resume PATH into another work dir.
+    with --resume PATH into another work dir, and so after a SIGTERM, which
+    checkpoints the iteration it ends.
 
     Every run is a process of its own, as a user's are: bit-identical
     floats need the same threads and backend settings, which tests run in
@@ -266,6 +269,47 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     _same_weights(straight_ckpt, again / 'iter_5.pth')
     assert _losses(again) == after
+
+    # SIGTERM (a preemption; so Ctrl-C and Slurm's warning): the iteration
+    # in progress ends and is checkpointed, between the periodic ones; the
+    # last line says how to resume, and that command ends as the straight
+    # run did.
+    stopped = tmp_path / 'stopped'
+    out = tmp_path / 'stopped.out'
+    with open(out, 'w') as log:
+        process = subprocess.Popen([
+            sys.executable, 'tools/train.py', DEMO, '--work-dir', stopped,
+            *options
+        ],
+                                   cwd=repo,
+                                   env=dict(os.environ, **cpu),
+                                   stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while 'Iter(train)' not in out.read_text():
+            assert process.poll() is None, out.read_text()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.terminate()
+        assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+    last = out.read_text().strip().splitlines()[-1]
+    stop = re.fullmatch(
+        r'training stopped by SIGTERM \(preemption, the time limit or a '
+        r'kill\) after iteration (\d): saved (\S+); resume with: (.*)', last)
+    assert stop, last
+    assert stop[2] == str(stopped / f'iter_{stop[1]}.pth')
+    assert (stopped / 'last_checkpoint').read_text() == stop[2]
+    command = shlex.split(stop[3])
+    assert command[:2] == ['python', 'tools/train.py'] and \
+        command[-1] == '--resume'
+    result = run_tool('train.py', *command[2:], env=cpu)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _same_weights(straight_ckpt, stopped / 'iter_5.pth')
 
 
 def test_an_inexact_resume_says_why(call_tool, tiny_demo_data, tmp_path,
@@ -555,3 +599,69 @@ def test_test_py_deploy_keeps_the_ap(call_tool, trained_demo, tested_demo,
     metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert abs(metrics[key] - tested_demo.metrics[key]) <= 0.002, key
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 120 MB file system (tmpfs): room for one checkpoint of the demo
+    model (81 MB), not for a second one beside it."""
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    mounted = subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', 'size=120m', 'tmpfs',
+         str(disk)],
+        capture_output=True,
+        text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f'cannot mount a small disk here: {mounted.stderr}')
+    try:
+        yield disk
+    finally:
+        subprocess.run(['umount', '-l', str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_last_good_checkpoint(
+        call_tool, tiny_demo_data, small_disk, quick, user_error):
+    work_dir = small_disk / 'wd'
+    result = call_tool(
+        'train.py', DEMO, '--work-dir', work_dir,
+        *quick(
+            tiny_demo_data, **{
+                'train_cfg.max_iters': 2,
+                'default_hooks.checkpoint.interval': 1
+            }))
+    user_error(
+        result, f'cannot write {work_dir}/iter_2.pth: no space left '
+        'on its disk; free space there (',
+        'or write the run to another disk with --work-dir; the last '
+        f'good checkpoint is {work_dir}/iter_1.pth: go on from it with '
+        '--resume')
+    # Nothing half-written: the first checkpoint whole, no temporary file.
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_1.pth']
+    assert not list(work_dir.glob('.*'))
+    torch.load(work_dir / 'iter_1.pth', weights_only=True)
+
+
+def test_an_image_that_does_not_decode_mid_run_is_named(
+        call_tool, tiny_demo_data, tmp_path, quick, user_error):
+    data = shutil.copytree(tiny_demo_data, tmp_path / 'data')
+    broken = data / 'train2017' / '000000000002.png'
+    broken.write_bytes(b'not an image')  # the size checks cannot tell
+    result = call_tool(
+        'train.py',
+        DEMO,
+        '--work-dir',
+        tmp_path / 'wd',
+        *quick(
+            data,
+            **{
+                'train_cfg.max_iters': 1,
+                # Loaded in a worker, as in real runs.
+                'train_dataloader.num_workers': 1
+            }))
+    user_error(
+        result, f'{broken}: the image does not decode (met while loading the'
+        ' data); find every such file with python '
+        f'tools/misc/check_dataset.py {DEMO} --images, then mend or drop it;'
+        ' no checkpoint was saved yet')
+    assert not (tmp_path / 'wd').exists()

@@ -36,8 +36,10 @@ def parse_args() -> argparse.Namespace:
         'is: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), GRES '
         '(gpu:GPUS_PER_NODE; none on CPU-only clusters), SRUN_ARGS; sbatch '
         'also reads its own SBATCH_* variables (e.g. SBATCH_TIMELIMIT). '
-        'Finished runs and queued or running jobs are skipped; cut-off runs '
-        'resume.',
+        'Each job is requeueable and gets SIGUSR1 STOP_SIGNAL_LEAD (120) '
+        'seconds before its time limit: training checkpoints there and '
+        'requeues the job, which resumes. Finished runs and queued or '
+        'running jobs are skipped; cut-off runs resume.',
         **example_epilog(EXAMPLE))
     sub.add_argument('configs', nargs='+', metavar='CONFIG')
     sub.add_argument(
@@ -78,8 +80,9 @@ def parse_args() -> argparse.Namespace:
         'status',
         help='the state of each job (--wait: until all have ended)',
         description='Show the jobs that submit sent into WORK_DIR: state, '
-        'time, the step each is in; a job that ended without finishing its '
-        'run is named with the tail of its log (exit status 2).',
+        'time, the step each is in, how often it was requeued; a job that '
+        'ended without finishing its run is named with the tail of its log '
+        '(exit status 2).',
         **example_epilog('python tools/misc/zoo_slurm.py status --work-dir '
                          'work_dirs/zoo --wait'))
     _work_dir(sub)

@@ -29,6 +29,7 @@ from torch import nn
 from ..errors import CheckpointError, UserError
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
+from .preemption import TrainingStopped, conclude
 from .preflight import build_from, trust_checkpoints
 
 _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
@@ -38,14 +39,19 @@ _DEMO_HINT = ('for the demo data run: python tools/misc/generate_demo_data.py'
 def run_tool(main: Callable[[], Any]) -> None:
     """Run a tool's ``main``; report a :class:`UserError` as one line.
 
-    The exit status is 2, as for a command-line usage error. A distributed
-    run leaves its process group at the end, whatever happened.
+    The exit status is 2, as for a command-line usage error. A training run
+    stopped on a signal leaves its process group, then requeues its Slurm
+    job or says how to resume (:func:`~.preemption.conclude`). A
+    distributed run leaves its process group at the end, whatever happened.
     """
     try:
         main()
     except UserError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
+    except TrainingStopped as stop:
+        close_process_group()  # every rank, before a requeue ends them
+        sys.exit(conclude(stop))
     finally:
         close_process_group()
 

@@ -29,7 +29,8 @@ def write_atomically(path: str, write: Callable[[str], Any]) -> None:
 
     ``tmp`` lies next to ``path`` (so the move is atomic) and keeps its
     extension, for writers that pick the format by it (``savefig``) or
-    append one (``np.savez``).
+    append one (``np.savez``). An ``OSError`` (a full disk, say) names
+    ``path``.
     """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -38,6 +39,12 @@ def write_atomically(path: str, write: Callable[[str], Any]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno is not None and err.filename in (None, tmp):
+            # Name the file the user asked for (a write into an open file
+            # fails with no name at all).
+            raise OSError(err.errno, err.strerror, path) from err
+        raise
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

@@ -1,26 +1,34 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """The hooks of this project, registered in mmengine's ``HOOKS``: exact
-resume and a clean stop on a non-finite loss in training, and the deploy
-form in testing.
+resume, a clean stop on a non-finite loss and a checkpoint on a stop signal
+in training, and the deploy form in testing.
 
 The configs name the training hooks (``configs/_base_/res2net_backbones.py``)::
 
-    custom_hooks = [dict(type='ExactResumeHook'), dict(type='FiniteLossHook')]
+    custom_hooks = [
+        dict(type='ExactResumeHook'),
+        dict(type='FiniteLossHook'),
+        dict(type='SignalCheckpointHook'),
+    ]
 
 ``tools/test.py --deploy`` adds :class:`DeployHook`.
 """
 import math
+import os.path as osp
 import random
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import all_reduce, barrier, get_rank, is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
-from ..errors import NonFiniteLoss, UserError
+from ..errors import ConfigValueError, NonFiniteLoss, UserError
 from ..models.deploy import DeployReport, deploy
+from .fileio import ATOMIC_BACKEND_ARGS, write_text
+from .preemption import SlurmJob, TrainingStopped, stop_signals
 
 
 def reseed(seed: int, *position: int) -> None:
@@ -54,12 +62,15 @@ class ExactResumeHook(Hook):
     samplers' order follows from the seed and the epoch (``DefaultSampler``)
     or is advanced by re-reading the skipped batches (``InfiniteSampler``,
     in ``IterBasedTrainLoop``), and loader workers are seeded from the seed
-    and their number. Two set-ups cannot be replayed, and the hook says so
-    when such a run is resumed: an epoch-based run with
-    ``persistent_workers=True`` (its workers' generators run on across
-    epochs; a resumed run starts them afresh) and an iteration-based run
-    that augments in the main process (``num_workers=0``: re-reading the
-    skipped batches draws from its generators).
+    and their number. A run resumed in mid-epoch (iteration-based, or from
+    a checkpoint on a stop signal) reads the epoch's trained batches again
+    (``IterBasedTrainLoop``; :class:`~.loops.ResumableEpochBasedTrainLoop`).
+    Two set-ups cannot be replayed, and the hook says so when such a run is
+    resumed: an epoch-based run with ``persistent_workers=True`` (its
+    workers' generators run on across epochs; a resumed run starts them
+    afresh) and a mid-epoch resume that augments in the main process
+    (``num_workers=0``: re-reading the skipped batches draws from its
+    generators).
 
     With ``randomness.diff_rank_seed=True`` each rank gets its own stream:
     mmengine adds the rank to ``runner.seed`` then.
@@ -71,22 +82,24 @@ class ExactResumeHook(Hook):
         """On a resumed run, name a set-up whose data cannot be replayed."""
         if runner.iter == 0:
             return
-        why = self.inexact_resume(runner.train_loop, runner.cfg)
+        why = self.inexact_resume(runner.train_loop)
         if why:
             runner.logger.warning(f'this resume is not exact: {why}')
 
     @staticmethod
-    def inexact_resume(loop: Any, cfg: Mapping) -> Optional[str]:
+    def inexact_resume(loop: Any) -> Optional[str]:
         """Why resuming ``loop`` cannot replay its data, or None."""
-        loader = cfg.get('train_dataloader', {})
-        workers = loader.get('num_workers', 0)
-        if isinstance(loop, EpochBasedTrainLoop) and workers > 0 and \
-                loader.get('persistent_workers', False):
+        loader = loop.dataloader
+        if isinstance(loop, EpochBasedTrainLoop) and loader.num_workers > 0 \
+                and loader.persistent_workers:
             return ('the augmentations drawn in persistent loader workers '
                     'restart their random streams; for an exact resume train'
                     ' with --cfg-options '
                     'train_dataloader.persistent_workers=False')
-        if isinstance(loop, IterBasedTrainLoop) and workers == 0:
+        # Resumed after some of an epoch's batches (iteration-based: of its
+        # one long epoch), the loop reads them again.
+        if loader.num_workers == 0 and (isinstance(loop, IterBasedTrainLoop)
+                                        or loop.iter % len(loader)):
             return ('re-reading the skipped batches in the main process '
                     'draws from its random generators; for an exact resume '
                     'train with train_dataloader.num_workers >= 1')
@@ -135,6 +148,132 @@ class FiniteLossHook(Hook):
                 f'training diverged at iteration {runner.iter + 1}: '
                 f'{", ".join(bad)}; lower the learning rate or clip the '
                 f'gradients (optim_wrapper.clip_grad), {then}')
+
+
+@HOOKS.register_module()
+class SignalCheckpointHook(Hook):
+    """On a stop signal, checkpoint the exact position and end the run.
+
+    The signals (SIGUSR1, Slurm's warning before a job's time limit;
+    SIGTERM, a preemption or the limit itself; SIGINT, Ctrl-C) no longer
+    kill a training run: the iteration in progress ends, every rank agrees
+    to stop there, rank 0 saves a checkpoint of that position (mid-epoch
+    too, atomically, and named in ``last_checkpoint``), and the run ends
+    with :class:`~projects.res2net.engine.preemption.TrainingStopped`.
+    ``tools/train.py`` then leaves the process group and requeues the Slurm
+    job, or says how to resume (:func:`~projects.res2net.engine.preemption.\
+conclude`). A signal during validation stops the run at the end of the
+    validation step, at the epoch's checkpoint. With ``ExactResumeHook`` the
+    resumed run ends with the weights of one never stopped.
+
+    ``tools/train.py`` takes the signals at its start, so that a signal
+    during the start-up stops the run after its first iteration, and the
+    data loader workers (forked later) ignore them: Slurm signals every
+    process of a job step. Elsewhere the hook takes them before training.
+
+    Args:
+        max_requeues: How often a Slurm job may requeue itself; a job that
+            has used them up ends instead, saying why.
+    """
+
+    priority = 'LOWEST'  # after the checkpoint and logger hooks: a step whole
+
+    def __init__(self, max_requeues: int = 10) -> None:
+        if not isinstance(max_requeues, int) or max_requeues < 0:
+            raise ConfigValueError(
+                f'SignalCheckpointHook: max_requeues={max_requeues!r}: not a '
+                'number of requeues (0 or more)')
+        self.max_requeues = max_requeues
+        self.signals = stop_signals()
+        self.started_at = 0
+
+    def before_train(self, runner) -> None:
+        self.started_at = runner.iter
+        self.signals.install()
+        job = SlurmJob.current()
+        if job is not None and job.restarts:
+            runner.logger.info(
+                f'Slurm job {job.job_id} was requeued ({job.restarts} of at '
+                f'most {self.max_requeues}): going on from iteration '
+                f'{runner.iter}')
+
+    def after_train(self, runner) -> None:
+        self.signals.restore()
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Optional[Sequence] = None,
+                         outputs: Optional[Mapping[str, Any]] = None) -> None:
+        # The loop counts this iteration once the hooks are done.
+        done = runner.iter + 1
+        self._maybe_stop(runner, done, f'iter_{done}.pth', runner.epoch + 1)
+
+    def after_val_iter(self,
+                       runner,
+                       batch_idx: int,
+                       data_batch: Optional[Sequence] = None,
+                       outputs: Optional[Sequence] = None) -> None:
+        if not self.signals.installed:
+            return  # not a validation inside training
+        # Between epochs (or iteration-based, after one): the epoch is done.
+        by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
+        name = f'epoch_{runner.epoch}.pth' if by_epoch else \
+            f'iter_{runner.iter}.pth'
+        self._maybe_stop(runner, runner.iter, name, runner.epoch)
+
+    def _received(self) -> int:
+        """The signal any rank received (0: none), the same on every rank."""
+        flag = torch.tensor([self.signals.received or 0])
+        all_reduce(flag, op='max')  # nothing to do outside a process group
+        return int(flag.item())
+
+    def _maybe_stop(self, runner, done: int, filename: str,
+                    epoch: int) -> None:
+        """Stop after ``done`` iterations (in epoch ``epoch``, counted from
+        1) if any rank received a stop signal."""
+        signum = self._received()
+        if not signum:
+            return
+        path = self._save(runner, done, filename)
+        barrier()  # the checkpoint is whole before any rank leaves
+        self.signals.restore()
+        stop = TrainingStopped(
+            signum=signum,
+            checkpoint=path,
+            iteration=done,
+            started_at=self.started_at,
+            max_requeues=self.max_requeues,
+            rank=get_rank())
+        where = f' (epoch {epoch})' if isinstance(runner.train_loop,
+                                                  EpochBasedTrainLoop) else ''
+        runner.logger.info(f'{stop}{where}')
+        raise stop
+
+    @staticmethod
+    def _save(runner, done: int, filename: str) -> str:
+        """Checkpoint the position after ``done`` iterations, unless the
+        checkpoint hook has just saved it; its path."""
+        hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)),
+                    None)
+        out_dir = hook.out_dir if hook is not None else runner.work_dir
+        path = osp.join(out_dir, filename)
+        if runner.message_hub.get_info('last_ckpt') == path and \
+                osp.isfile(path):
+            return path
+        backend_args = (hook.backend_args if hook is not None else None) or \
+            dict(ATOMIC_BACKEND_ARGS)
+        # The position itself: mmengine's defaults assume the save comes
+        # from the checkpoint hook's place in the loop.
+        runner.save_checkpoint(
+            out_dir,
+            filename,
+            meta=dict(epoch=runner.epoch, iter=done),
+            backend_args=backend_args)
+        runner.message_hub.update_info('last_ckpt', path)
+        if is_main_process():
+            write_text(osp.join(runner.work_dir, 'last_checkpoint'), path)
+        return path
 
 
 def _scalar(value: Any) -> Optional[float]:

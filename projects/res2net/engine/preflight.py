@@ -32,6 +32,7 @@ from torch import nn
 from ..errors import CheckpointError, CheckpointMismatch, UserError
 from ..models.checkpoint import (TRUST_VARIABLE, check_fits, read_checkpoint,
                                  state_dict_of)
+from .preemption import TrainingStopped
 
 _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword "
                          r"argument '(\w+)'")
@@ -334,6 +335,8 @@ def removed_on_early_failure(work_dir: str) -> Iterator[None]:
     before = set(os.listdir(work_dir)) if existed else set()
     try:
         yield
+    except TrainingStopped:
+        raise  # a stop at a checkpoint, not a failure
     except BaseException:
         if osp.isdir(work_dir):
             created = set(os.listdir(work_dir)) - before

@@ -266,17 +266,20 @@ def _elapsed(seconds: float) -> str:
 
 def look(job: Job) -> Tuple[str, str, str]:
     """A job now: its state, its run time, and what else to show (the step
-    it is in, or why it waits)."""
+    it is in, or why it waits; how often it was requeued)."""
     state = job_state(job['job_id'])
     if state is None:  # slurmctld forgot it: the work dir tells
         finished = progress(run_of(job)).finished
         return ('COMPLETED' if finished else 'GONE'), '', ''
-    note = ''
+    notes = []
     if state.state == 'RUNNING':
-        note = current_step(job['log']) or ''
+        notes.append(current_step(job['log']) or '')
     elif state.state == 'PENDING' and state.reason not in ('', 'None'):
-        note = f'({state.reason})'
-    return state.state, state.elapsed, note
+        notes.append(f'({state.reason})')
+    if state.restarts:
+        times = 'time' if state.restarts == 1 else 'times'
+        notes.append(f'requeued {state.restarts} {times}')
+    return state.state, state.elapsed, '  '.join(n for n in notes if n)
 
 
 def _line(job: Job, seen: Tuple[str, str, str], width: int) -> str:

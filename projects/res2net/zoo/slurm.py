@@ -6,7 +6,11 @@ distributed ones go through ``tools/launch/srun.sh``, the launcher that
 ``tools/slurm_train.sh`` and ``tools/slurm_test.sh`` use, as job steps of
 the whole allocation; the benchmark runs in the batch step (one process).
 The allocation is sized by mmdet's Slurm variables, read from the
-environment as the launchers read them (:class:`Resources`).
+environment as the launchers read them (:class:`Resources`). Each job is
+requeueable and asks for SIGUSR1 ``STOP_SIGNAL_LEAD`` seconds (120) before
+its time limit: training checkpoints there and requeues the job, which runs
+its script again; train.py resumes (``--resume``) and the steps go on
+(:mod:`projects.res2net.engine.preemption`).
 """
 import os
 import os.path as osp
@@ -17,6 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence
 
+from ..engine.preemption import scontrol_job
 from ..errors import UserError
 from .runs import Step
 
@@ -39,7 +44,9 @@ class Resources:
 
     The defaults are those of ``tools/launch/srun.sh``: 8 tasks (GPUs),
     8 per node, 5 CPUs per task, the ``gpu:GPUS_PER_NODE`` generic
-    resource per node (``GRES=none``: none, for CPU-only clusters).
+    resource per node (``GRES=none``: none, for CPU-only clusters); and of
+    ``tools/slurm_train.sh``: the stop signal ``STOP_SIGNAL_LEAD`` seconds
+    (120) before the time limit (0: none).
     """
 
     partition: str
@@ -48,6 +55,7 @@ class Resources:
     cpus_per_task: int = 5
     gres: Optional[str] = None
     srun_args: str = ''
+    signal_lead: int = 120
 
     @classmethod
     def from_environ(cls,
@@ -71,6 +79,13 @@ class Resources:
                                 f'{"CPUs" if "CPU" in name else "tasks"}; '
                                 f'set e.g. {name}=8')
             counts[field] = int(value)
+        lead = environ.get('STOP_SIGNAL_LEAD')
+        if lead is not None:
+            if not lead.isdigit():
+                raise UserError(f'STOP_SIGNAL_LEAD={lead}: not a number of '
+                                'seconds; set e.g. STOP_SIGNAL_LEAD=120 (0: '
+                                'no signal before the time limit)')
+            counts['signal_lead'] = int(lead)
         resources = cls(
             partition,
             **counts,
@@ -98,7 +113,8 @@ class Resources:
         return None if gres == 'none' else gres
 
     def environment(self) -> Dict[str, str]:
-        """The variables that ``tools/launch/srun.sh`` reads."""
+        """The variables that ``tools/launch/srun.sh`` reads (the stop
+        signal is the job's, in its header)."""
         return dict(
             GPUS=str(self.gpus),
             GPUS_PER_NODE=str(self.tasks_per_node),
@@ -112,7 +128,10 @@ def job_script(*, name: str, steps: Sequence[Step], resources: Resources,
     """A batch script that runs ``steps`` in ``repo`` as Slurm job ``name``.
 
     The job stops at the first step that fails (``set -e``); its output goes
-    to ``log`` (``%j``: the job id).
+    to ``log`` (``%j``: the job id; a requeued job appends to it). It may be
+    requeued, and asks for SIGUSR1 ``resources.signal_lead`` seconds before
+    its time limit (the time limit is the partition's, or sbatch's
+    ``SBATCH_TIMELIMIT``).
     """
     header = [
         '#!/usr/bin/env bash',
@@ -127,8 +146,14 @@ def job_script(*, name: str, steps: Sequence[Step], resources: Resources,
         header.append(f'#SBATCH --gres={resources.gres_request}')
     header += [
         f'#SBATCH --output={log}',
+        '#SBATCH --open-mode=append',
+        '#SBATCH --requeue',
+    ]
+    if resources.signal_lead:
+        header.append(f'#SBATCH --signal=USR1@{resources.signal_lead}')
+    header += [
         '# Written by tools/misc/zoo_slurm.py: the steps of one model-zoo '
-        'run.',
+        'run. Requeued, it runs again: training resumes, the rest follows.',
         'set -euo pipefail',
         f'cd {shlex.quote(repo)}',
     ]
@@ -190,6 +215,7 @@ class JobState:
     state: str  # PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, ...
     elapsed: str  # RunTime, [days-]hh:mm:ss
     reason: str = ''
+    restarts: int = 0  # how often it was requeued
 
     @property
     def active(self) -> bool:
@@ -202,17 +228,14 @@ def job_state(job_id: str) -> Optional[JobState]:
     slurmctld keeps an ended job for ``MinJobAge`` (300 s by default);
     after that only the work dir tells how it went.
     """
-    done = subprocess.run(
-        [_slurm_command('scontrol'), '-o', 'show', 'job', job_id],
-        capture_output=True,
-        text=True)
-    if done.returncode != 0:
+    _slurm_command('scontrol')
+    fields = scontrol_job(job_id)
+    if fields is None:
         return None
-    fields = dict(re.findall(r'(\w+)=(\S*)', done.stdout))
-    if 'JobState' not in fields:
-        return None
+    restarts = fields.get('Restarts', '0')
     return JobState(fields['JobState'], fields.get('RunTime', ''),
-                    fields.get('Reason', ''))
+                    fields.get('Reason', ''),
+                    int(restarts) if restarts.isdigit() else 0)
 
 
 def _log_end(log: str, size: int = 65536) -> Optional[str]:

@@ -78,8 +78,8 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
     assert env['PARTITION'] == slurm_env['PARTITION'] and env['GRES'] == 'none'
     env = dict(slurm_env, **env)
 
-    # Submitted and followed; the Mask R-CNN job is cancelled after its
-    # first epoch's checkpoint, as an outage would end it.
+    # Submitted and followed; the Mask R-CNN job is cancelled in its second
+    # epoch, as an outage would end it.
     first = subprocess.Popen(
         [sys.executable, f'tools/{TOOL}', *_in(submit, **paths)],
         cwd=repo,
@@ -107,8 +107,15 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
             r'train\.py \(1/3\)', out), out
     assert re.search(rf'\] {FASTER} +job +{kept["job_id"]}  COMPLETED',
                      out), out
-    assert f'{MASK}: job {cut["job_id"]} CANCELLED; the run is cut off in ' \
-        f'training, after epoch_1.pth; the last lines of {cut["log"]}:' in err
+    # scancel sends SIGTERM: the iteration in progress ends with a
+    # checkpoint, and a cancelled job is not requeued.
+    stop = re.search(
+        rf'{MASK}: job {cut["job_id"]} CANCELLED; the run is cut off in '
+        r'training, after (iter_([34])\.pth); the last lines of', err)
+    assert stop, err
+    position = stop[1]
+    assert 'not requeued: Slurm is ending the job (COMPLETING: cancelled' \
+        in Path(cut['log']).read_text()
     assert err.strip().splitlines()[-1] == (
         f'error: 1 of 2 runs did not finish: {MASK} (job {cut["job_id"]} '
         'CANCELLED); their logs are above. Mend the cause and submit again: '
@@ -118,7 +125,7 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
     gathered = run_tool(TOOL, *_in(gather, **paths), env=env)
     assert gathered.returncode == 0, gathered.stderr[-3000:]
     assert f'{MASK}: every number –: job {cut["job_id"]} ended and the run ' \
-        'is cut off in training, after epoch_1.pth' in gathered.stderr
+        f'is cut off in training, after {position}' in gathered.stderr
     rows = table_rows(gathered.stdout, '| R2-101')
     assert len(rows) == 2
     assert rows[1][3:7] == ['–'] * 4 and rows[1][8] == '–'
@@ -139,10 +146,10 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
     assert resumed['job_id'] != cut['job_id']
     assert f'{MASK}: submitted job {resumed["job_id"]} (train.py, test.py, ' \
         'analysis_tools/benchmark.py; training resumes from ' \
-        f'{work / MASK}/epoch_1.pth)' in second.stdout
+        f'{work / MASK}/{position})' in second.stdout
     assert f'finished: {MASK}; gather with' in second.stdout
     log = Path(resumed['log']).read_text()
-    assert 'resumed epoch: 1, iter: 2' in log, log[-3000:]
+    assert f'resumed epoch: 1, iter: {stop[2]}' in log, log[-3000:]
     assert json.loads((work / FASTER / 'zoo_job.json').read_text()) == kept
     assert {
         p.name: p.stat().st_mtime_ns

@@ -1,6 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/engine/fileio.py: checkpoints written whole or not at
-all."""
+all, a failed write named by the file asked for."""
+import errno
 import json
 
 import pytest
@@ -34,6 +35,21 @@ def test_a_save_cut_short_leaves_the_old_file(tmp_path, monkeypatch):
         AtomicLocalBackend().put(b'a new checkpoint', str(target))
     assert target.read_bytes() == b'the whole earlier checkpoint'
     assert [p.name for p in tmp_path.iterdir()] == ['iter_4.pth']
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path):
+
+    def fill_the_disk(tmp: str) -> None:
+        with open(tmp, 'wb') as f:
+            f.write(b'part')
+        # What a write into an open file raises: no file name.
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    target = tmp_path / 'iter_4.pth'
+    with pytest.raises(OSError) as err:
+        fileio.write_atomically(str(target), fill_the_disk)
+    assert (err.value.errno, err.value.filename) == (errno.ENOSPC, str(target))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_json_is_atomic(tmp_path):

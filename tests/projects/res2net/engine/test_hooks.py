@@ -1,12 +1,16 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/engine/hooks.py: reseeding by position, the non-finite
-stop, the deploy form before testing.
+stop, the checkpoint on a stop signal, the deploy form before testing.
+
+A whole run stopped by a signal and resumed is in test_loops.py.
 
 The kill-and-resume run itself is tested where users meet it, in
 tests/tools/test_train_test.py.
 """
 import logging
 import random
+import signal
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,7 +21,9 @@ from mmengine.logging import MessageHub
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from projects.res2net.engine.hooks import (DeployHook, ExactResumeHook,
-                                           FiniteLossHook, reseed)
+                                           FiniteLossHook,
+                                           SignalCheckpointHook, reseed)
+from projects.res2net.engine.preemption import TrainingStopped
 from projects.res2net.errors import NonFiniteLoss, UserError
 
 
@@ -37,23 +43,29 @@ def test_reseed_is_a_function_of_seed_and_position():
         assert all(a != b for a, b in zip(_draws(), first)), other
 
 
-def _bare(cls):
-    """A loop object of ``cls`` without building one (only its type
-    matters)."""
-    return cls.__new__(cls)
+class _Loader(SimpleNamespace):
+
+    def __len__(self) -> int:
+        return self.length
 
 
-@pytest.mark.parametrize('cls, loader, why', [
-    (EpochBasedTrainLoop, dict(
+@pytest.mark.parametrize('cls, position, loader, why', [
+    (EpochBasedTrainLoop, 4, dict(
         num_workers=2, persistent_workers=True), 'persistent loader workers'),
-    (EpochBasedTrainLoop, dict(num_workers=2, persistent_workers=False), None),
-    (EpochBasedTrainLoop, dict(num_workers=0), None),
-    (IterBasedTrainLoop, dict(num_workers=0), 'in the main process'),
-    (IterBasedTrainLoop, dict(num_workers=1, persistent_workers=True), None)
+    (EpochBasedTrainLoop, 4, dict(num_workers=2), None),
+    (EpochBasedTrainLoop, 4, dict(num_workers=0), None),
+    (EpochBasedTrainLoop, 6, dict(num_workers=0), 'in the main process'),
+    (EpochBasedTrainLoop, 6, dict(num_workers=1), None),
+    (IterBasedTrainLoop, 4, dict(num_workers=0), 'in the main process'),
+    (IterBasedTrainLoop, 4, dict(num_workers=1, persistent_workers=True), None)
 ])
-def test_the_set_ups_that_cannot_be_replayed_are_named(cls, loader, why):
-    said = ExactResumeHook.inexact_resume(
-        _bare(cls), dict(train_dataloader=loader))
+def test_the_set_ups_that_cannot_be_replayed_are_named(cls, position, loader,
+                                                       why):
+    loop = cls.__new__(cls)
+    loop._iter = position  # an epoch is 4 iterations: 6 is mid-epoch
+    loop.dataloader = _Loader(
+        length=4, **dict(dict(persistent_workers=False), **loader))
+    said = ExactResumeHook.inexact_resume(loop)
     if why is None:
         assert said is None
     else:
@@ -115,3 +127,73 @@ def test_deploy_hook_deploys_the_loaded_model():
     hook = DeployHook()
     hook.before_test(runner)
     assert hook.report.folded > 0 and not backbone.training
+
+
+class _SavingRunner(SimpleNamespace):
+    """What SignalCheckpointHook reads of a Runner at ``epoch`` and
+    ``iteration`` of a ``loop`` class; saves are recorded."""
+
+    def __init__(self, work_dir, loop=None, epoch=0, iteration=0):
+        super().__init__(
+            hooks=[],
+            work_dir=str(work_dir),
+            message_hub=MessageHub.get_instance(f'signal_{work_dir}'),
+            logger=logging.getLogger('test_hooks'),
+            saved=[],
+            epoch=epoch,
+            iter=iteration,
+            train_loop=loop.__new__(loop) if loop else None)
+
+    def save_checkpoint(self, out_dir, filename, meta, backend_args):
+        self.saved.append((filename, meta, backend_args))
+        Path(out_dir, filename).write_bytes(b'checkpoint')
+
+
+def test_a_signal_in_validation_stops_at_the_epoch_s_checkpoint(tmp_path):
+    hook = SignalCheckpointHook()
+    runner = _SavingRunner(tmp_path, EpochBasedTrainLoop, epoch=2, iteration=8)
+    hook.before_train(runner)
+    try:
+        hook.after_val_iter(runner, 0)  # no signal: nothing happens
+        assert runner.saved == []
+        hook.signals.received = signal.SIGUSR1
+        with pytest.raises(TrainingStopped) as stopped:
+            hook.after_val_iter(runner, 0)
+    finally:
+        hook.signals.restore()
+    epoch = str(tmp_path / 'epoch_2.pth')
+    assert stopped.value.checkpoint == epoch
+    assert (stopped.value.iteration, stopped.value.started_at) == (8, 8)
+    # Saved whole (atomically), at the position itself, and named.
+    assert runner.saved == [('epoch_2.pth', dict(epoch=2, iter=8),
+                             dict(backend='atomic_local'))]
+    assert (tmp_path / 'last_checkpoint').read_text() == epoch
+    assert not hook.signals.installed
+
+
+def test_a_checkpoint_just_saved_is_not_saved_again(tmp_path):
+    hook = SignalCheckpointHook()
+    runner = _SavingRunner(tmp_path, IterBasedTrainLoop, iteration=3)
+    path = tmp_path / 'iter_4.pth'
+    path.write_bytes(b'saved by CheckpointHook')
+    runner.message_hub.update_info('last_ckpt', str(path))
+    hook.signals.received = signal.SIGTERM
+    with pytest.raises(TrainingStopped) as stopped:
+        hook.after_train_iter(runner, 3)
+    assert stopped.value.checkpoint == str(path)
+    assert runner.saved == []
+
+
+def test_outside_training_validation_is_left_alone(tmp_path):
+    hook = SignalCheckpointHook()
+    hook.signals.received = signal.SIGTERM  # not installed: not training
+    hook.after_val_iter(_SavingRunner(tmp_path), 0)
+
+
+@pytest.mark.parametrize('value', [-1, 1.5, '3'])
+def test_max_requeues_is_a_count(value):
+    with pytest.raises(
+            UserError,
+            match=f'max_requeues={value!r}: not a '
+            r'number of requeues \(0 or more\)'):
+        SignalCheckpointHook(max_requeues=value)

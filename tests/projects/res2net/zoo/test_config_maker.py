@@ -156,7 +156,7 @@ def test_the_written_config_is_the_swap_and_builds(tmp_path):
     assert written.custom_imports.imports == ['projects.res2net']
     # The project's training hooks come with its backbone base.
     assert [h['type'] for h in written.custom_hooks
-            ] == ['ExactResumeHook', 'FiniteLossHook']
+            ] == ['ExactResumeHook', 'FiniteLossHook', 'SignalCheckpointHook']
 
 
 def test_a_base_with_its_own_hooks_keeps_them(tmp_path):
@@ -171,8 +171,9 @@ def test_a_base_with_its_own_hooks_keeps_them(tmp_path):
     assert made.swap.own_settings
     assert 'res2net_backbones.py' not in made.text
     written = Config.fromfile(str(out))
-    assert [h['type'] for h in written.custom_hooks
-            ] == ['EMAHook', 'ExactResumeHook', 'FiniteLossHook']
+    assert [h['type'] for h in written.custom_hooks] == [
+        'EMAHook', 'ExactResumeHook', 'FiniteLossHook', 'SignalCheckpointHook'
+    ]
     assert written.custom_imports == dict(
         imports=['projects.res2net'], allow_failed_imports=False)
     assert written.model.backbone.type == 'Res2NetBackbone'

@@ -115,6 +115,19 @@ def test_a_running_job_shows_its_step(tmp_path, monkeypatch):
     assert jobs.active(job) is None
 
 
+def test_a_requeued_job_shows_how_often(tmp_path, monkeypatch):
+    job = _job(tmp_path)
+    (tmp_path / FASTER).mkdir()
+    (tmp_path / FASTER / 'slurm-7.log').write_text('==> [1/3] train.py Mon\n')
+    states = {'7': JobState('PENDING', '0:00:00', 'BeginTime', restarts=1)}
+    monkeypatch.setattr(jobs, 'job_state', states.get)
+    assert jobs.look(job) == ('PENDING', '0:00:00',
+                              '(BeginTime)  requeued 1 time')
+    states['7'] = JobState('RUNNING', '0:00:09', restarts=2)
+    assert jobs.look(job) == ('RUNNING', '0:00:09',
+                              'train.py (1/3)  requeued 2 times')
+
+
 def test_submit_writes_the_script_and_the_record(tmp_path, monkeypatch,
                                                  capsys):
     sent = []

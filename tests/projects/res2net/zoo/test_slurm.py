@@ -36,7 +36,19 @@ def test_sizes_from_the_environment():
     assert cpu.gres_request is None and cpu.environment()['GRES'] == 'none'
 
 
+def test_the_stop_signal_s_lead_time():
+    assert Resources.from_environ('gpu', {}).signal_lead == 120
+    quick = Resources.from_environ('gpu', dict(STOP_SIGNAL_LEAD='300'))
+    assert quick.signal_lead == 300
+    none = Resources.from_environ('gpu', dict(STOP_SIGNAL_LEAD='0'))
+    script = job_script(
+        name='x', steps=[], resources=none, repo='/r', log='l', python='p')
+    assert '#SBATCH --requeue' in script and '--signal' not in script
+
+
 @pytest.mark.parametrize('environ, message', [
+    (dict(STOP_SIGNAL_LEAD='2m'), 'STOP_SIGNAL_LEAD=2m: not a number of '
+     'seconds'),
     (dict(GPUS='eight'), 'GPUS=eight: not a positive number of tasks'),
     (dict(CPUS_PER_TASK='0'), 'CPUS_PER_TASK=0: not a positive number of '
      'CPUs'),
@@ -61,7 +73,7 @@ def test_the_job_script(tmp_path):
         log=f'{run.work_dir}/slurm-%j.log',
         python='/venv/bin/python')
     lines = script.splitlines()
-    assert lines[:9] == [
+    assert lines[:12] == [
         '#!/usr/bin/env bash',
         '#SBATCH --job-name=faster_rcnn_r2_101_fpn_2x',
         '#SBATCH --partition=gpu',
@@ -71,6 +83,10 @@ def test_the_job_script(tmp_path):
         '#SBATCH --cpus-per-task=5',
         '#SBATCH --gres=gpu:8',
         f'#SBATCH --output={run.work_dir}/slurm-%j.log',
+        # Requeued after a checkpoint at its time limit, it logs on.
+        '#SBATCH --open-mode=append',
+        '#SBATCH --requeue',
+        '#SBATCH --signal=USR1@120',
     ]
     assert "export SRUN_ARGS='--qos=high --time=10'" in lines
     assert 'export PYTHON=/venv/bin/python' in lines
