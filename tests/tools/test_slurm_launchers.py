@@ -138,8 +138,8 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
     itself. The requeued job (the test lifts the limit again and Slurm's
     hold on requeued jobs) resumes; then a SIGTERM, as a preemption sends,
     stops it too, and as it may be requeued once only (max_requeues=1) it
-    ends, saying so. The run resumed once more ends with the weights of a
-    run never stopped.
+    ends, saying so. Its last checkpoint holds the weights of a run never
+    stopped, trained as far.
 
     One task a job: the time it must train (Slurm's signal comes up to 30 s
     after the change) costs one core, not two. That every rank of a job
@@ -160,17 +160,6 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
             'default_hooks.checkpoint.interval': 150,
             'custom_hooks.2.max_requeues': 1,
         })
-    straight = run_script(
-        'slurm_train.sh',
-        slurm_env['PARTITION'],
-        'r2-straight',
-        DEMO,
-        tmp_path / 'straight',
-        *options,
-        env=slurm_env)
-    assert straight.returncode == 0, \
-        (straight.stdout + straight.stderr)[-3000:]
-
     work_dir = tmp_path / 'requeued'
     log = tmp_path / 'job.log'
     script = tmp_path / 'job.sh'
@@ -253,21 +242,25 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
     assert stopped_at < int(second[1]) < 150
     assert second[2] == str(work_dir / f'iter_{second[1]}.pth')
 
-    resumed = run_script(
+    # A run never stopped, as far as the job got: the same weights. (The
+    # learning-rate schedule is fixed by the config, whatever max_iters.)
+    again_at = int(second[1])
+    straight = run_script(
         'slurm_train.sh',
         slurm_env['PARTITION'],
-        'r2-resume',
+        'r2-straight',
         DEMO,
-        work_dir,
+        tmp_path / 'straight',
         *options,
-        '--resume',
+        f'train_cfg.max_iters={again_at}',
+        f'default_hooks.checkpoint.interval={again_at}',
         env=slurm_env)
-    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    assert straight.returncode == 0, \
+        (straight.stdout + straight.stderr)[-3000:]
     expected = torch.load(
-        tmp_path / 'straight' / 'iter_150.pth',
+        tmp_path / 'straight' / f'iter_{again_at}.pth',
         weights_only=True)['state_dict']
-    weights = torch.load(
-        work_dir / 'iter_150.pth', weights_only=True)['state_dict']
+    weights = torch.load(second[2], weights_only=True)['state_dict']
     assert weights.keys() == expected.keys()
     for key, value in expected.items():
         assert torch.equal(weights[key], value), key
