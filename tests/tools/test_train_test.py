@@ -282,7 +282,9 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
             *options
         ],
                                    cwd=repo,
-                                   env=dict(os.environ, **cpu),
+                                   env=dict(
+                                       os.environ, PYTHONUNBUFFERED='1',
+                                       **cpu),
                                    stdout=log,
                                    stderr=subprocess.STDOUT,
                                    text=True)
