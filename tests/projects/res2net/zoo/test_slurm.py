@@ -36,8 +36,11 @@ def test_sizes_from_the_environment():
     assert cpu.gres_request is None and cpu.environment()['GRES'] == 'none'
 
 
-def test_the_stop_signal_s_lead_time():
-    assert Resources.from_environ('gpu', {}).signal_lead == 120
+def test_the_stop_signal_s_lead_time(repo):
+    launcher = (repo / 'tools/slurm_train.sh').read_text()
+    default, = re.findall(r'^LEAD=\$\{STOP_SIGNAL_LEAD:-(\d+)\}$', launcher,
+                          re.M)
+    assert Resources.from_environ('gpu', {}).signal_lead == int(default)
     quick = Resources.from_environ('gpu', dict(STOP_SIGNAL_LEAD='300'))
     assert quick.signal_lead == 300
     none = Resources.from_environ('gpu', dict(STOP_SIGNAL_LEAD='0'))
