@@ -250,6 +250,9 @@ def _slurm_conf(state: Path) -> str:
         'ClusterName=res2net-test',
         f'SlurmctldHost={host}',
         'AuthType=auth/munge',
+        # A requeued job waits this long (+1 s) before it may start again,
+        # Slurm's default 120 s; its old credential is revoked until then.
+        'AuthInfo=cred_expire=10',
         'CredType=cred/munge',
         'SlurmUser=root',
         f'SlurmctldPort={_port()}',
