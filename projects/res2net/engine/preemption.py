@@ -39,14 +39,9 @@ _WHY = {
 }
 
 
-def signal_name(signum: int) -> str:
-    """``'SIGUSR1'`` for 10, and so on."""
-    return signal.Signals(signum).name
-
-
 def describe(signum: int) -> str:
     """``'SIGUSR1 (Slurm's warning before the time limit)'``."""
-    name = signal_name(signum)
+    name = signal.Signals(signum).name
     return f'{name} ({_WHY[name]})' if name in _WHY else name
 
 

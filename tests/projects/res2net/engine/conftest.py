@@ -52,7 +52,7 @@ class Linear(BaseModel):
 _RUNS = itertools.count()  # mmengine keys its loggers by experiment name
 
 
-@HOOKS.register_module(force=True)
+@HOOKS.register_module()
 class SignalAtIterationHook(Hook):
     """Send this process ``signum`` before training iteration ``at``, as
     Slurm or a user would while the iteration runs."""

@@ -2,25 +2,26 @@
 """projects/res2net/engine/loops.py: an epoch-based run stopped mid-epoch
 resumes exactly (a toy run in-process: tests/projects/res2net/engine/
 conftest.py; the detector's, through the tools, in tests/tools/)."""
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 
+from projects.res2net.engine.logs import (SCALARS_JSON, read_scalars, run_dirs,
+                                          scalars_path)
 from projects.res2net.engine.loops import use_resumable_loop
 from projects.res2net.engine.preemption import TrainingStopped
 from projects.res2net.errors import UserError
 
 
 def _losses(work_dir: Path) -> dict:
-    losses = {}
-    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            losses[entry['iter']] = entry['loss']
-    return losses
+    """The logged loss of each iteration, over the work dir's runs."""
+    return {
+        entry['iter']: entry['loss']
+        for run in run_dirs(str(work_dir), SCALARS_JSON)
+        for entry in read_scalars(scalars_path(run), fix='')
+    }
 
 
 def _stop(toy_runner, work_dir: Path, at: int) -> TrainingStopped:
