@@ -349,18 +349,21 @@ def test_state_dict_and_outputs_match_mmdet_res2net_101(randomise):
     randomise(theirs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     ours.eval(), theirs.eval()
-    x = torch.rand(2, 3, 96, 128)
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for a, b in zip(ours(x), theirs(x)):
             assert (a - b).abs().max() <= 1e-5
-    # Also in training mode (batch statistics, gradients flow the same).
-    ours.train(), theirs.train()
+    # Also in training mode (batch statistics, gradients flow the same), in
+    # float64: a ReLU or max-pool near a tie routes the gradient by the last
+    # bit, and in float32 the two networks' last bits differ (another order
+    # of the same sums) -- 3 of 54 random inputs moved a gradient by 1.5e-4.
+    ours.double().train(), theirs.double().train()
     for model in (ours, theirs):
-        model(x)[-1].sum().backward()
-    assert torch.allclose(
-        ours.layer3[7].convs[1].weight.grad,
-        theirs.layer3[7].convs[1].weight.grad,
-        atol=1e-5)
+        model(x.double())[-1].sum().backward()
+    named_grads = dict(theirs.named_parameters())
+    for name, param in ours.named_parameters():
+        assert torch.allclose(
+            param.grad, named_grads[name].grad, rtol=0, atol=1e-10), name
 
 
 # --- the speed paths compute what the reference block computes ----------
