@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from projects.res2net.datasets.demo_data import generate_demo_dataset
+from projects.res2net.engine.preemption import stop_signals
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
@@ -305,6 +306,10 @@ def call_tool() -> Callable[..., subprocess.CompletedProcess]:
                     code = 1
                 finally:
                     torch.set_num_threads(threads)
+                    # train.py takes the stop signals for its process and
+                    # blocks them on this thread: a process started later
+                    # would inherit the block.
+                    stop_signals().restore()
         return subprocess.CompletedProcess(
             [sys.executable, f'tools/{tool}', *argv], code, out.getvalue(),
             err.getvalue())

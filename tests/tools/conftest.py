@@ -15,12 +15,13 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, NamedTuple, Optional
+from typing import Callable, Dict, Iterator, NamedTuple, Optional, TypeVar
 
 import pytest
 
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 MASK = 'configs/mask_rcnn_r2_101_fpn_2x.py'
+T = TypeVar('T')
 
 
 class ZooDemo(NamedTuple):
@@ -36,6 +37,42 @@ class ZooDemo(NamedTuple):
     result: subprocess.CompletedProcess
     work_dirs: Dict[str, Path]
     args: tuple
+
+
+def _wait_until(ready: Callable[[], T],
+                what: str,
+                *,
+                timeout: float = 60,
+                poll: float = 0.5,
+                process: Optional[subprocess.Popen] = None,
+                output: Optional[Path] = None) -> T:
+    """Poll ``ready()`` until it returns something true, and return that.
+
+    Fails the test after ``timeout`` seconds, or as soon as ``process`` (the
+    job that should get there) has ended; the failure names ``what`` and
+    shows the end of ``output`` (its log), or of its piped output.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = ready()
+        if found:
+            return found
+        if process is not None and process.poll() is not None:
+            if output is not None:
+                shown = output.read_text()
+            else:
+                shown = ''.join(text or '' for text in process.communicate())
+            pytest.fail(f'{what}: the process ended first (exit '
+                        f'{process.returncode}):\n{shown[-3000:]}')
+        if time.monotonic() > deadline:
+            pytest.fail(f'waited {timeout} s for {what}')
+        time.sleep(poll)
+
+
+@pytest.fixture(scope='session')
+def wait_until() -> Callable[..., object]:
+    """Poll until something is so: see :func:`_wait_until`."""
+    return _wait_until
 
 
 @pytest.fixture(scope='session')
@@ -126,11 +163,12 @@ def kill_rank_mid_training(repo, tmp_path) -> Callable[..., dict]:
                                    stderr=subprocess.STDOUT,
                                    start_new_session=True)
         started.append(job)
-        deadline = time.monotonic() + 600
-        while 'Iter(train)' not in log_path.read_text():
-            assert job.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, 'no training iteration'
-            time.sleep(0.5)
+        _wait_until(
+            lambda: 'Iter(train)' in log_path.read_text(),
+            'a training iteration',
+            timeout=600,
+            process=job,
+            output=log_path)
         victim = _find_process(marker, rank_variable, 1)
         assert victim is not None, 'rank 1 not found'
         os.kill(victim, signum)
@@ -207,7 +245,7 @@ def _pid(path: Path) -> int:
         except FileNotFoundError:
             return False
 
-    _wait(written, f'{path} to be written')
+    _wait_until(written, f'{path} to be written')
     return int(path.read_text().strip())
 
 
@@ -224,16 +262,8 @@ def _start_munge() -> Optional[int]:
     ],
                    check=True)
     subprocess.run(['runuser', '-u', 'munge', '--', 'munged'], check=True)
-    _wait(_munge_works, 'munged to answer')
+    _wait_until(_munge_works, 'munged to answer')
     return _pid(MUNGE_RUN_DIR / 'munged.pid')
-
-
-def _wait(ready, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f'waited {timeout} s for {what}')
-        time.sleep(0.5)
 
 
 def _port() -> int:
@@ -303,7 +333,7 @@ def slurm(tmp_path_factory) -> Iterator[Dict[str, str]]:
         for daemon in ('slurmctld', 'slurmd'):
             subprocess.run([daemon], env=env, check=True)
             daemons.append(_pid(state / f'{daemon}.pid'))
-        _wait(
+        _wait_until(
             lambda: _sh('sinfo', '-h', '-o', '%T', env=env).stdout.strip() ==
             'idle', 'the node to be idle')
         yield env
@@ -314,7 +344,7 @@ def slurm(tmp_path_factory) -> Iterator[Dict[str, str]]:
         if munged:
             _sh('kill', str(munged))
         for pid in daemons:
-            _wait(lambda: not _alive(pid), f'process {pid} to end')
+            _wait_until(lambda: not _alive(pid), f'process {pid} to end')
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ import json
 import re
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from projects.res2net.engine.preemption import scontrol_job
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 
@@ -101,25 +102,6 @@ def test_a_dead_task_ends_the_slurm_job(kill_rank_mid_training, slurm_env,
     assert ended['seconds'] < 60
 
 
-def _wait(what: str, ready, timeout: float = 300, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = ready()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f'waited {timeout} s for {what}'
-        time.sleep(poll)
-
-
-def _job(job_id: str, env) -> dict:
-    shown = subprocess.run(['scontrol', '-o', 'show', 'job', job_id],
-                           env=env,
-                           capture_output=True,
-                           text=True,
-                           check=True).stdout
-    return dict(re.findall(r'(\w+)=(\S*)', shown))
-
-
 def _scontrol(*args, env) -> None:
     subprocess.run(['scontrol', *args], env=env, check=True)
 
@@ -129,7 +111,8 @@ def _text(path: Path) -> str:
 
 
 def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
-        run_script, repo, slurm_env, tiny_demo_data, quick, tmp_path):
+        run_script, repo, slurm_env, tiny_demo_data, quick, wait_until,
+        monkeypatch, tmp_path):
     """A requeueable batch job runs tools/slurm_train.sh, as users wrap it.
 
     Its time limit is shortened once it trains, so that Slurm's warning
@@ -147,17 +130,19 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
     test_dist_launchers.py.
     """
     slurm_env = dict(slurm_env, GPUS='1', GPUS_PER_NODE='1')
+    iters = 400
     options = quick(
         tiny_demo_data,
         **{
-            # About 40 s of training (a step takes 0.25-0.3 s on a fast
-            # machine): Slurm checks time limits every 30 s, so its signal
-            # comes within that after the change.
-            'train_cfg.max_iters': 150,
+            # Slurm checks time limits every 30 s, so its signal comes
+            # within that after the change: at least a minute of training
+            # (a step takes 0.17-0.3 s on a fast machine). The job is
+            # stopped long before the end.
+            'train_cfg.max_iters': iters,
             'train_dataloader.batch_size': 1,
             'train_dataloader.num_workers': 1,  # replayed exactly
             'default_hooks.logger.interval': 1,
-            'default_hooks.checkpoint.interval': 150,
+            'default_hooks.checkpoint.interval': iters,
             'custom_hooks.2.max_requeues': 1,
         })
     work_dir = tmp_path / 'requeued'
@@ -188,55 +173,67 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
                             capture_output=True,
                             text=True,
                             check=True).stdout.strip()
+    monkeypatch.setenv('SLURM_CONF', slurm_env['SLURM_CONF'])  # scontrol's
+
+    def job() -> dict:
+        return scontrol_job(job_id) or {}
+
     try:
-        _wait('training', lambda: 'Iter(train)' in _text(log))
+        wait_until(
+            lambda: 'Iter(train)' in _text(log), 'training', timeout=300)
         # 1-2 minutes left, less than the signal's lead: Slurm sends it at
         # its next check of the time limits.
-        run_time = _job(job_id, slurm_env)['RunTime']
+        run_time = job()['RunTime']
         minutes = int(run_time.split(':')[-2]) + 2
         _scontrol(
             'update', f'JobId={job_id}', f'TimeLimit={minutes}', env=slurm_env)
-        first = _wait(
-            'the requeue',
+        first = wait_until(
             lambda: re.search(
                 r"training stopped by SIGUSR1 \(Slurm's warning before the "
                 r'time limit\) after iteration (\d+): saved (\S+); requeuing'
                 rf' Slurm job {job_id} \(requeue 1 of at most 1\): it '
                 r'resumes from \2', _text(log)),
+            'the requeue',
             timeout=120)
         stopped_at = int(first[1])
-        assert 0 < stopped_at < 150
+        assert 0 < stopped_at < iters
         assert first[2] == str(work_dir / f'iter_{stopped_at}.pth')
-        _wait(
+        wait_until(
+            lambda: job().get('Restarts') == '1' and job().get('JobState') ==
+            'PENDING',
             'the job to wait in the queue',
-            lambda: _job(job_id, slurm_env).get('Restarts') == '1' and _job(
-                job_id, slurm_env)['JobState'] == 'PENDING')
+            timeout=300)
         # Its full limit back (the test's cluster holds a requeued job for
         # 11 s instead of Slurm's default 121 s: slurm.conf's cred_expire).
         _scontrol('update', f'JobId={job_id}', 'TimeLimit=10', env=slurm_env)
 
-        _wait(
-            'the resumed training',
+        wait_until(
             lambda: f'resumed epoch: 0, iter: {stopped_at}' in _text(log) and
             re.search(
-                r'Iter\(train\) \[ *\d+/150\]',
-                _text(log).split(f'resumed epoch: 0, iter: {stopped_at}')[1]))
+                rf'Iter\(train\) \[ *\d+/{iters}\]',
+                _text(log).split(f'resumed epoch: 0, iter: {stopped_at}')[1]),
+            'the resumed training',
+            timeout=300)
         subprocess.run(['scancel', '--signal=TERM', job_id],
                        env=slurm_env,
                        check=True)
-        second = _wait(
-            'the second stop', lambda: re.search(
+        second = wait_until(
+            lambda: re.search(
                 r'training stopped by SIGTERM \(preemption, the time limit or'
                 r' a kill\) after iteration (\d+): saved (\S+); not '
                 r'requeued: it was requeued 1 time already, the most '
-                r'SignalCheckpointHook\(max_requeues=1\) allows', _text(log)))
-        _wait('the job to end',
-              lambda: _job(job_id, slurm_env)['JobState'] == 'FAILED')
+                r'SignalCheckpointHook\(max_requeues=1\) allows', _text(log)),
+            'the second stop',
+            timeout=300)
+        wait_until(
+            lambda: job().get('JobState') == 'FAILED',
+            'the job to end',
+            timeout=300)
     finally:
         subprocess.run(['scancel', job_id], env=slurm_env)
     assert f'Slurm job {job_id} was requeued (1 of at most 1): going on ' \
         f'from iteration {stopped_at}' in _text(log)
-    assert stopped_at < int(second[1]) < 150
+    assert stopped_at < int(second[1]) < iters
     assert second[2] == str(work_dir / f'iter_{second[1]}.pth')
 
     # A run never stopped, as far as the job got: the same weights. (The

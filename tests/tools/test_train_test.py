@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -190,7 +189,7 @@ def _same_weights(a: Path, b: Path) -> None:
 
 
 def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
-                                      quick):
+                                      quick, wait_until):
     """SIGKILL between checkpoints, --resume: the weights and the logged
     losses after the resume point are those of the run never stopped; so
     with --resume PATH into another work dir, and so after a SIGTERM, which
@@ -229,11 +228,12 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
                                stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 300
-        while not (killed / 'last_checkpoint').exists():
-            assert process.poll() is None, 'the run ended before a checkpoint'
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(
+            (killed / 'last_checkpoint').exists,
+            'a checkpoint',
+            timeout=300,
+            poll=0.02,
+            process=process)
     finally:
         process.kill()  # SIGKILL: no handler runs
         process.wait()
@@ -289,11 +289,13 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
                                    stderr=subprocess.STDOUT,
                                    text=True)
     try:
-        deadline = time.monotonic() + 300
-        while 'Iter(train)' not in out.read_text():
-            assert process.poll() is None, out.read_text()[-3000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(
+            lambda: 'Iter(train)' in out.read_text(),
+            'a training iteration',
+            timeout=300,
+            poll=0.02,
+            process=process,
+            output=out)
         process.terminate()
         assert process.wait(timeout=120) == 128 + signal.SIGTERM
     finally:

@@ -25,7 +25,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Set
 
 from ..errors import UserError
 
@@ -75,6 +75,7 @@ class StopSignals:
         self.signums = [signal.Signals[name].value for name in names]
         self.received: Optional[int] = None
         self._previous: Dict[int, object] = {}
+        self._blocked_before: Set[int] = set()
         self._owner = 0
         self._catcher: Optional[threading.Thread] = None
         self._done = threading.Event()
@@ -91,20 +92,30 @@ class StopSignals:
         self._owner = os.getpid()
         for signum in self.signums:
             self._previous[signum] = signal.signal(signum, self._record)
-        # Started before the block, the catcher keeps the signals unblocked.
         if not self._catcher:
             atexit.register(_end_workers)  # before multiprocessing's
         self._done.clear()
         self._catcher = threading.Thread(
-            target=self._done.wait, name='stop-signals', daemon=True)
+            target=self._catch, name='stop-signals', daemon=True)
         self._catcher.start()
-        signal.pthread_sigmask(signal.SIG_BLOCK, self.signums)
+        self._blocked_before = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                                      self.signums)
+
+    def _catch(self) -> None:
+        """The catcher thread: the one that takes the signals. It unblocks
+        them itself, as a process may start with them blocked (the mask is
+        inherited through fork and exec: a parent that blocked them would
+        leave no thread to take them, and they would wait until the end)."""
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signums)
+        self._done.wait()
 
     def restore(self) -> None:
-        """Give the signals back their previous handlers; forget the one
-        received."""
+        """Give the signals back their previous handlers and this thread its
+        previous mask; forget the one received."""
         if self.installed:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signums)
+            signal.pthread_sigmask(
+                signal.SIG_UNBLOCK,
+                set(self.signums) - set(self._blocked_before))
             self._done.set()
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)

@@ -14,7 +14,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -52,17 +51,9 @@ def _in(args: List[str], **paths: str) -> List[str]:
     return [paths.get(arg, arg) for arg in args]
 
 
-def _wait_for(path: Path, job: subprocess.Popen, timeout: float = 600):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert job.poll() is None, job.communicate()
-        assert time.monotonic() < deadline, f'no {path}'
-        time.sleep(0.1)
-
-
 @pytest.mark.slurm
 def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
-                                    table_rows):
+                                    wait_until, table_rows):
     env, commands = doc_commands(repo)
     submit, status, gather = commands
     assert (submit[0], status[0], gather[0]) == ('submit', 'status', 'gather')
@@ -88,7 +79,9 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
         stderr=subprocess.PIPE,
         text=True)
     try:
-        _wait_for(work / MASK / 'epoch_1.pth', first)
+        epoch_1 = work / MASK / 'epoch_1.pth'
+        wait_until(
+            epoch_1.exists, f'{epoch_1}', timeout=600, poll=0.1, process=first)
         cut = json.loads((work / MASK / 'zoo_job.json').read_text())
         subprocess.run(['scancel', cut['job_id']], env=env, check=True)
         out, err = first.communicate(timeout=600)

@@ -5,6 +5,7 @@ resume and stop hooks; small enough to train in-process in a second."""
 import itertools
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -16,6 +17,8 @@ from mmengine.model import BaseModel
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
+
+from projects.res2net.engine.preemption import stop_signals
 
 
 class NoisyPoints(Dataset):
@@ -55,7 +58,11 @@ _RUNS = itertools.count()  # mmengine keys its loggers by experiment name
 @HOOKS.register_module()
 class SignalAtIterationHook(Hook):
     """Send this process ``signum`` before training iteration ``at``, as
-    Slurm or a user would while the iteration runs."""
+    Slurm or a user would while the iteration runs.
+
+    It waits until the signal is taken: the catcher thread may be scheduled
+    later than an iteration of this toy run lasts on a busy machine.
+    """
 
     def __init__(self, at: int, signum: int = signal.SIGTERM) -> None:
         self.at, self.signum = at, signum
@@ -63,6 +70,10 @@ class SignalAtIterationHook(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         if runner.iter == self.at:
             os.kill(os.getpid(), self.signum)
+            deadline = time.monotonic() + 10
+            while stop_signals().received is None:
+                assert time.monotonic() < deadline, 'the signal was not taken'
+                time.sleep(0.001)
 
 
 def _toy_runner(work_dir: Path,
@@ -118,7 +129,6 @@ def toy_runner() -> Callable[..., Runner]:
 @pytest.fixture(autouse=True)
 def _own_stop_signals():
     """Each test starts and ends with the process's stop signals untaken."""
-    from projects.res2net.engine.preemption import stop_signals
     stop_signals().restore()
     yield
     stop_signals().restore()

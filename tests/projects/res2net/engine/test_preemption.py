@@ -58,6 +58,28 @@ def test_signals_are_recorded_until_restored(capsys):
         signals.restore()
     assert not signals.installed and signals.received is None
     assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_signals_the_process_started_blocked_are_taken(capsys):
+    # A signal mask is inherited through fork and exec: a parent that
+    # blocked them (a launcher, a test process) must not leave the run deaf
+    # to them until its end.
+    stops = {signal.SIGTERM, signal.SIGUSR1, signal.SIGINT}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    signals = StopSignals()
+    try:
+        signals.install()
+        _kill(signals, signal.SIGTERM)
+        assert signals.received == signal.SIGTERM
+        assert capsys.readouterr().err.startswith('SIGTERM')
+        signals.restore()
+        # The mask as it was: still blocked, and nothing left pending.
+        assert stops <= signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert not signal.sigpending() & stops
+    finally:
+        signals.restore()
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def test_a_second_ctrl_c_stops_at_once(capsys):
