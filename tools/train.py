@@ -21,7 +21,7 @@ from projects.res2net.engine.cli import (build_runner, check_data,
 from projects.res2net.engine.faults import run_faults
 from projects.res2net.engine.fileio import ATOMIC_BACKEND_ARGS
 from projects.res2net.engine.loops import use_resumable_loop
-from projects.res2net.engine.preemption import requeued_resume, stop_signals
+from projects.res2net.engine.preemption import restart_count, stop_signals
 from projects.res2net.engine.preflight import (build_model, check_load_from,
                                                check_types, config_errors,
                                                latest_checkpoint, read_resume,
@@ -66,7 +66,7 @@ def main() -> None:
     cfg = config_from_args(args)
     # Checkpoints on a stop signal may stand mid-epoch: resume from them.
     use_resumable_loop(cfg)
-    if requeued_resume() and latest_checkpoint(cfg.work_dir):
+    if restart_count() and latest_checkpoint(cfg.work_dir):
         # Slurm runs a requeued job's command again: go on where it stopped
         # (the run's own checkpoint, which loads whole).
         args.resume, args.partial_load = 'auto', False

@@ -178,6 +178,15 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
     def job() -> dict:
         return scontrol_job(job_id) or {}
 
+    def stopped(line: str, what: str, timeout: float) -> int:
+        """Wait for the log's stop line (``line``, a pattern whose groups
+        are the iteration and the checkpoint); the iteration, after checking
+        that the checkpoint is its own."""
+        found = wait_until(
+            lambda: re.search(line, _text(log)), what, timeout=timeout)
+        assert found[2] == str(work_dir / f'iter_{found[1]}.pth')
+        return int(found[1])
+
     try:
         wait_until(
             lambda: 'Iter(train)' in _text(log), 'training', timeout=300)
@@ -187,17 +196,13 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
         minutes = int(run_time.split(':')[-2]) + 2
         _scontrol(
             'update', f'JobId={job_id}', f'TimeLimit={minutes}', env=slurm_env)
-        first = wait_until(
-            lambda: re.search(
-                r"training stopped by SIGUSR1 \(Slurm's warning before the "
-                r'time limit\) after iteration (\d+): saved (\S+); requeuing'
-                rf' Slurm job {job_id} \(requeue 1 of at most 1\): it '
-                r'resumes from \2', _text(log)),
+        stopped_at = stopped(
+            r"training stopped by SIGUSR1 \(Slurm's warning before the time "
+            r'limit\) after iteration (\d+): saved (\S+); requeuing Slurm '
+            rf'job {job_id} \(requeue 1 of at most 1\): it resumes from \2',
             'the requeue',
             timeout=120)
-        stopped_at = int(first[1])
         assert 0 < stopped_at < iters
-        assert first[2] == str(work_dir / f'iter_{stopped_at}.pth')
         wait_until(
             lambda: job().get('Restarts') == '1' and job().get('JobState') ==
             'PENDING',
@@ -217,12 +222,11 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
         subprocess.run(['scancel', '--signal=TERM', job_id],
                        env=slurm_env,
                        check=True)
-        second = wait_until(
-            lambda: re.search(
-                r'training stopped by SIGTERM \(preemption, the time limit or'
-                r' a kill\) after iteration (\d+): saved (\S+); not '
-                r'requeued: it was requeued 1 time already, the most '
-                r'SignalCheckpointHook\(max_requeues=1\) allows', _text(log)),
+        again_at = stopped(
+            r'training stopped by SIGTERM \(preemption, the time limit or a '
+            r'kill\) after iteration (\d+): saved (\S+); not requeued: it '
+            r'was requeued 1 time already, the most '
+            r'SignalCheckpointHook\(max_requeues=1\) allows',
             'the second stop',
             timeout=300)
         wait_until(
@@ -233,12 +237,10 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
         subprocess.run(['scancel', job_id], env=slurm_env)
     assert f'Slurm job {job_id} was requeued (1 of at most 1): going on ' \
         f'from iteration {stopped_at}' in _text(log)
-    assert stopped_at < int(second[1]) < iters
-    assert second[2] == str(work_dir / f'iter_{second[1]}.pth')
+    assert stopped_at < again_at < iters
 
     # A run never stopped, as far as the job got: the same weights. (The
     # learning-rate schedule is fixed by the config, whatever max_iters.)
-    again_at = int(second[1])
     straight = run_script(
         'slurm_train.sh',
         slurm_env['PARTITION'],
@@ -254,7 +256,8 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
     expected = torch.load(
         tmp_path / 'straight' / f'iter_{again_at}.pth',
         weights_only=True)['state_dict']
-    weights = torch.load(second[2], weights_only=True)['state_dict']
+    weights = torch.load(
+        work_dir / f'iter_{again_at}.pth', weights_only=True)['state_dict']
     assert weights.keys() == expected.keys()
     for key, value in expected.items():
         assert torch.equal(weights[key], value), key

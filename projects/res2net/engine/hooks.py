@@ -14,6 +14,7 @@ The configs name the training hooks (``configs/_base_/res2net_backbones.py``)::
 ``tools/test.py --deploy`` adds :class:`DeployHook`.
 """
 import math
+import os
 import os.path as osp
 import random
 from typing import Any, Mapping, Optional, Sequence
@@ -28,7 +29,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from ..errors import ConfigValueError, NonFiniteLoss, UserError
 from ..models.deploy import DeployReport, deploy
 from .fileio import ATOMIC_BACKEND_ARGS, write_text
-from .preemption import SlurmJob, TrainingStopped, stop_signals
+from .preemption import TrainingStopped, restart_count, stop_signals
 
 
 def reseed(seed: int, *position: int) -> None:
@@ -190,12 +191,12 @@ conclude`). A signal during validation stops the run at the end of the
     def before_train(self, runner) -> None:
         self.started_at = runner.iter
         self.signals.install()
-        job = SlurmJob.current()
-        if job is not None and job.restarts:
+        restarts = restart_count()
+        if restarts:
             runner.logger.info(
-                f'Slurm job {job.job_id} was requeued ({job.restarts} of at '
-                f'most {self.max_requeues}): going on from iteration '
-                f'{runner.iter}')
+                f'Slurm job {os.environ["SLURM_JOB_ID"]} was requeued '
+                f'({restarts} of at most {self.max_requeues}): going on from '
+                f'iteration {runner.iter}')
 
     def after_train(self, runner) -> None:
         self.signals.restore()

@@ -11,7 +11,7 @@ SignalCheckpointHook` honours at the end of the iteration in progress: it
 saves a checkpoint of that position on every rank's agreement and ends the
 run with :class:`TrainingStopped`. The tool's exit (:func:`conclude`) then
 requeues the Slurm job when Slurm may run it again (its requeued run
-resumes from that checkpoint: :func:`requeued_resume`), or says why not
+resumes from that checkpoint: :func:`restart_count`), or says why not
 and how to resume.
 """
 import atexit
@@ -239,7 +239,7 @@ class SlurmJob:
         if not job_id:
             return None
         fields = scontrol_job(job_id) or {}
-        return cls(job_id, int(environ.get('SLURM_RESTART_COUNT') or 0),
+        return cls(job_id, restart_count(environ),
                    fields.get('BatchFlag') == '1',
                    fields.get('Requeue') == '1', fields.get('JobState', ''))
 
@@ -346,8 +346,11 @@ def conclude(stop: TrainingStopped,
     return stop.exit_status
 
 
-def requeued_resume(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether this process is a requeued Slurm job's (it then resumes from
-    the work dir's latest checkpoint, whatever its command says)."""
-    return bool(environ.get('SLURM_JOB_ID')) and \
-        int(environ.get('SLURM_RESTART_COUNT') or 0) > 0
+def restart_count(environ: Mapping[str, str] = os.environ) -> int:
+    """How often this process's Slurm job was requeued
+    (``SLURM_RESTART_COUNT``); 0 outside Slurm. A requeued job's run
+    resumes from the work dir's latest checkpoint, whatever its command
+    says."""
+    if not environ.get('SLURM_JOB_ID'):
+        return 0
+    return int(environ.get('SLURM_RESTART_COUNT') or 0)

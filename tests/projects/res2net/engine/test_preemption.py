@@ -14,7 +14,7 @@ import pytest
 
 from projects.res2net.engine.preemption import (SlurmJob, StopSignals,
                                                 TrainingStopped, conclude,
-                                                describe, requeued_resume,
+                                                describe, restart_count,
                                                 resume_command,
                                                 why_not_requeue)
 from projects.res2net.errors import UserError
@@ -177,7 +177,8 @@ def test_off_the_cluster_the_stop_says_how_to_resume(capsys, monkeypatch):
 
 
 def test_a_requeued_job_resumes():
-    assert requeued_resume(dict(SLURM_JOB_ID='7', SLURM_RESTART_COUNT='1'))
-    assert not requeued_resume(dict(SLURM_JOB_ID='7', SLURM_RESTART_COUNT='0'))
-    assert not requeued_resume(dict(SLURM_RESTART_COUNT='1'))
+    assert restart_count(dict(SLURM_JOB_ID='7', SLURM_RESTART_COUNT='1')) == 1
+    assert restart_count(dict(SLURM_JOB_ID='7', SLURM_RESTART_COUNT='0')) == 0
+    assert restart_count(dict(SLURM_JOB_ID='7')) == 0
+    assert restart_count(dict(SLURM_RESTART_COUNT='1')) == 0
     assert SlurmJob.current({}) is None
