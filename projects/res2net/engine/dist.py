@@ -20,6 +20,7 @@ import datetime
 import gc
 import os
 import subprocess
+import time
 from typing import Any, Dict, Mapping, MutableMapping, Optional
 
 import torch
@@ -151,6 +152,12 @@ def init_process_group(launcher: str, dist_cfg: Mapping[str, Any]) -> None:
         **kwargs)
 
 
+# How long close_process_group gives gloo's threads to release the tensors
+# of the last collectives: microseconds of work, and a loaded 2-core machine
+# schedules a waiting thread within tens of milliseconds.
+_THREADS_FINISH_S = 0.1
+
+
 def close_process_group() -> None:
     """Leave the process group, if this process joined one, and free it.
 
@@ -164,9 +171,16 @@ def close_process_group() -> None:
     reference goes; the Runner's DDP wrapper holds one inside the Runner's
     reference cycles: so the group is destroyed, then those cycles are
     collected, which frees it. Call it after the Runner's frame is gone.
+
+    Freeing the group takes the lock under which its threads release those
+    tensors, while holding the GIL that a thread needs to release one: a
+    thread still at it then waits for the GIL and the process for the lock,
+    for ever (seen once in a test process that had just broadcast). So the
+    GIL is given up first, for the threads to finish.
     """
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
+    time.sleep(_THREADS_FINISH_S)
     torch_dist.destroy_process_group()
     gc.collect()  # the Runner's DDP wrapper held the group's last reference
 
