@@ -232,6 +232,9 @@ def check_weights(model: nn.Module, path: str, *, what: str,
                   fix: str) -> Mapping:
     """Read a checkpoint and check that its weights fit ``model`` exactly.
 
+    The file is mapped, not read (:func:`read_checkpoint`'s ``mmap``): the
+    check needs the names and shapes, the Runner reads the values later.
+
     Returns:
         The checkpoint.
 
@@ -240,7 +243,7 @@ def check_weights(model: nn.Module, path: str, *, what: str,
             fit: the missing, unexpected and mis-shaped keys, counted, with
             the first few named.
     """
-    ckpt = read_checkpoint(path, what=what, fix=fix)
+    ckpt = read_checkpoint(path, what=what, fix=fix, mmap=True)
     if 'state_dict' not in ckpt and not all(
             isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise CheckpointError(f'{what} {path} holds no state_dict (its keys: '

@@ -17,6 +17,7 @@ Two problems live here, once, so that no tool has to work around them:
 import os.path as osp
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from typing import Any, Optional
 from urllib.error import URLError
@@ -104,7 +105,8 @@ def read_checkpoint(checkpoint: str,
                     *,
                     what: str,
                     fix: str,
-                    map_location: str = 'cpu') -> Mapping:
+                    map_location: str = 'cpu',
+                    mmap: bool = False) -> Mapping:
     """Read a checkpoint as mmengine's Runner will, or raise one line.
 
     The one reader of the project: backbone weights, ``load_from``,
@@ -121,6 +123,12 @@ def read_checkpoint(checkpoint: str,
         what: What the file is, for messages.
         fix: What to tell the user to do when the file cannot be read.
         map_location: Passed to ``torch.load``.
+        mmap: Map a local file instead of reading it, where torch can (its
+            zip format, which ``torch.save`` writes since torch 1.6): the
+            tensors' names, shapes and the metadata are there at once, their
+            values are read only if used. For the checks that look at names
+            and shapes: a 500 MB detector checkpoint is not read twice, once
+            for the check and once by the Runner.
 
     Returns:
         The checkpoint: a mapping (mmengine's, with ``state_dict`` and
@@ -133,8 +141,12 @@ def read_checkpoint(checkpoint: str,
     if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise CheckpointError(f'{what} not found: {checkpoint}; {fix}')
     try:
-        ckpt = CheckpointLoader.load_checkpoint(
-            checkpoint, map_location=map_location, logger='current')
+        if mmap and '://' not in checkpoint and zipfile.is_zipfile(checkpoint):
+            # As mmengine's loader reads a local file, mapped.
+            ckpt = torch.load(checkpoint, map_location=map_location, mmap=True)
+        else:
+            ckpt = CheckpointLoader.load_checkpoint(
+                checkpoint, map_location=map_location, logger='current')
     except (URLError, ConnectionError, TimeoutError) as err:
         reason = getattr(err, 'reason', err)
         raise CheckpointError(f'cannot fetch {what} {checkpoint} ({reason}); '
