@@ -16,7 +16,7 @@ as :class:`~projects.res2net.models.dla.Res2NetDLA` arguments:
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
-from mmengine.analysis import get_model_complexity_info
+from mmengine.analysis import FlopAnalyzer
 from torch import Tensor, nn
 
 from ..errors import ConfigValueError
@@ -168,15 +168,14 @@ def measure_size(name: str, image_size: int = 224) -> Tuple[float, float]:
     """Params (M, head included) and MACs (G) of a named variant.
 
     MACs come from mmengine's complexity counter, which counts a multiply-add
-    as one operation.
+    as one operation: its :class:`FlopAnalyzer`, the FLOP half of
+    ``get_model_complexity_info`` (which traces the model a second time, for
+    activations).
     """
     last = 5 if backbone_type(name) == 'Res2NetDLA' else 3
     backbone = build_variant(name, out_indices=(last, ))
     model = ImageNetClassifier(backbone).eval()
     params = sum(p.numel() for p in model.parameters())
-    info = get_model_complexity_info(
-        model,
-        input_shape=(3, image_size, image_size),
-        show_table=False,
-        show_arch=False)
-    return params / 1e6, info['flops'] / 1e9
+    analyzer = FlopAnalyzer(model,
+                            (torch.randn(1, 3, image_size, image_size), ))
+    return params / 1e6, analyzer.total() / 1e9
