@@ -50,9 +50,11 @@ demo: install
 
 # --durations: the slowest tests, in every run's output (CI's included).
 # TEST_WORKERS test processes (pytest-xdist), each with its share of the
-# cores; --dist loadgroup keeps tests that share a costly fixture in one
-# (tests/conftest.py). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# cores (at least one thread); --dist loadgroup keeps tests that share a
+# costly fixture in one (tests/conftest.py). Three on 2 cores: while one
+# waits on the processes it started (launchers, Slurm jobs), the other two
+# keep both cores busy (docs/development.md). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 

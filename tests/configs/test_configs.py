@@ -225,6 +225,11 @@ def test_made_configs_are_what_the_maker_writes(repo, name):
     assert len(path.read_text().splitlines()) < 40
 
 
+# The image side of the runs: the demo data's, the smallest that every
+# detector's strides take (DCN's 3x3 kernels need layer4's 4x4 map).
+SCALE = 128
+
+
 def demo_sized(cfg: Config, config: str, tmp_path) -> str:
     """A config on ``config`` whose pipelines only load, resize and pack
     (``demo_run_options`` then sets the size), for detectors whose own
@@ -236,7 +241,8 @@ def demo_sized(cfg: Config, config: str, tmp_path) -> str:
         f'_base_ = {config!r}',
         'load = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations",'
         f' with_bbox=True, with_mask={mask})]',
-        'resize = dict(type="Resize", scale=(160, 160), keep_ratio=True)',
+        f'resize = dict(type="Resize", scale=({SCALE}, {SCALE}), '
+        'keep_ratio=True)',
         'train_dataloader = dict(dataset=dict(pipeline=[load[0], load[1], '
         'resize, dict(type="PackDetInputs")]))',
         'test_dataloader = dict(dataset=dict(pipeline=[load[0], resize, '
@@ -245,7 +251,7 @@ def demo_sized(cfg: Config, config: str, tmp_path) -> str:
     ]
     augments = cfg.model.data_preprocessor.get('batch_augments')
     if augments:
-        pads = [dict(a, size=(160, 160)) for a in augments]
+        pads = [dict(a, size=(SCALE, SCALE)) for a in augments]
         lines.append(
             f'model = dict(data_preprocessor=dict(batch_augments={pads!r}))')
     if cfg.train_cfg.type == 'IterBasedTrainLoop':
@@ -267,8 +273,8 @@ def fewer_boxes(cfg: Config) -> list:
     backward over 512 RoIs per stage otherwise takes most of a CPU step (one
     HTC step: 14 s, with these 2.8 s), and HTC's test runs the mask heads of
     its three stages on every detection. A query-based detector gets 100
-    queries: DINO picks its 900 from the encoder's tokens, about 530 at
-    160², and Mask2Former's 100 stay."""
+    queries: DINO picks its 900 from the encoder's tokens, 340 at
+    128², and Mask2Former's 100 stay."""
     if 'num_queries' in cfg.model:
         return ['model.num_queries=100', 'model.test_cfg.max_per_img=10']
     if 'max_per_image' in cfg.model.test_cfg:  # MaskFormer's name for it
@@ -291,24 +297,37 @@ def fewer_boxes(cfg: Config) -> list:
                          NAMES + sorted(BEYOND) + sorted(DLA) + sorted(MADE))
 def test_config_trains_one_step_and_tests_on_demo_data(call_tool, repo,
                                                        tiny_demo_data,
-                                                       tmp_path, name):
+                                                       tmp_path, ram_dir,
+                                                       name):
+    # Each run writes and reads a checkpoint of 160-400 MB.
+    work_dir = ram_dir
     config = f'configs/{name}.py'
     cfg = Config.fromfile(repo / config)
     if name in MADE:
         config = demo_sized(cfg, str(repo / config), tmp_path)
+    # One image to train on and one to test: what a config adds is its
+    # model, which one image runs through whole (batches of several are the
+    # demo's and the launchers' tests).
     options = demo_run_options(
-        str(tiny_demo_data), test_cfg=cfg.model.test_cfg) + fewer_boxes(cfg)
-    train = call_tool('train.py', config, '--work-dir', tmp_path,
-                      '--cfg-options', *options)
+        str(tiny_demo_data),
+        scale=SCALE,
+        train_images=1,
+        test_images=1,
+        test_cfg=cfg.model.test_cfg) + fewer_boxes(cfg)
+    # The checkpoint is for test.py: the weights, not the optimizer's state
+    # (half of a 500 MB file to write, flush and read).
+    train = call_tool('train.py', config, '--work-dir', work_dir,
+                      '--cfg-options', *options,
+                      'default_hooks.checkpoint.save_optimizer=False')
     assert train.returncode == 0, train.stderr[-3000:]
     assert 'Epoch(train) [1][1/1]' in train.stdout + train.stderr
-    checkpoint = tmp_path / 'epoch_1.pth'
+    checkpoint = work_dir / 'epoch_1.pth'
     assert checkpoint.is_file()
 
-    test = call_tool('test.py', config, checkpoint, '--work-dir', tmp_path,
+    test = call_tool('test.py', config, checkpoint, '--work-dir', work_dir,
                      '--cfg-options', *options)
     assert test.returncode == 0, test.stderr[-3000:]
-    metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
+    metrics = json.loads((work_dir / 'metrics.json').read_text())['metrics']
     for task in tasks_of(name):
         assert 0.0 <= metrics[f'coco/{task}_mAP'] <= 1.0
         assert f'| {task} |' in test.stdout

@@ -95,9 +95,13 @@ def test_amp_on_cpu_is_refused_up_front(call_tool, tiny_demo_data, tmp_path,
 # --- train -> checkpoint -> resume -> test ------------------------------
 
 
-def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
+def test_train_resume_test_round_trip(call_tool, tiny_demo_data, tmp_path,
                                       quick):
-    first = run_tool(
+    """train.py, --resume, test.py and its flags, run in this process: what
+    the tools do is the subject. Resuming in a fresh process, where only the
+    tool itself can have allow-listed mmengine's types (trap 1), is
+    test_a_killed_run_resumes_exactly's."""
+    first = call_tool(
         'train.py', DEMO, '--work-dir', tmp_path,
         *quick(
             tiny_demo_data, **{
@@ -109,7 +113,7 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
 
     # Resume (the latest checkpoint) and train two more iterations. Under
     # torch >= 2.6 this needs the allow-listed mmengine types (trap 1).
-    second = run_tool(
+    second = call_tool(
         'train.py', DEMO, '--work-dir', tmp_path, '--resume',
         *quick(
             tiny_demo_data, **{
@@ -123,7 +127,7 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
     assert (tmp_path / 'iter_4.pth').is_file()
 
     # An explicit checkpoint path also resumes.
-    third = run_tool(
+    third = call_tool(
         'train.py', DEMO, '--work-dir', tmp_path / 'again', '--resume',
         tmp_path / 'iter_4.pth',
         *quick(
@@ -135,7 +139,7 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
     assert 'resumed epoch: 0, iter: 4' in third.stdout + third.stderr
 
     # Four steps in, scores are low: keep every box so AP is computed.
-    test = run_tool(
+    test = call_tool(
         'test.py', DEMO, tmp_path / 'iter_4.pth', '--work-dir', tmp_path,
         *quick(tiny_demo_data, **{'model.test_cfg.rcnn.score_thr': 0.0}))
     assert test.returncode == 0, test.stderr[-3000:]
@@ -145,7 +149,7 @@ def test_train_resume_test_round_trip(run_tool, tiny_demo_data, tmp_path,
     assert '| bbox |' in test.stdout
 
     # mmdet's other test flags: drawings, a predictions dump, flip TTA.
-    extra = run_tool(
+    extra = call_tool(
         'test.py', DEMO, tmp_path / 'iter_4.pth', '--work-dir',
         tmp_path / 'extra', '--show-dir', 'vis', '--out',
         tmp_path / 'preds.pkl', '--tta',
@@ -555,18 +559,19 @@ class TestedDemo(NamedTuple):
 
 
 @pytest.fixture(scope='module')
-def tested_demo(call_tool, trained_demo, quick) -> TestedDemo:
+def tested_demo(call_tool, trained_demo, quick,
+                tmp_path_factory) -> TestedDemo:
     """test.py on the trained demo checkpoint, its predictions kept."""
     root, checkpoint = trained_demo.root, trained_demo.checkpoint
-    prefix = root / 'predictions'
+    work_dir = tmp_path_factory.mktemp('tested_demo')
+    prefix = work_dir / 'predictions'
     result = call_tool(
-        'test.py', DEMO, checkpoint, '--work-dir', root / 'test',
+        'test.py', DEMO, checkpoint, '--work-dir', work_dir,
         *quick(root / 'data', **{
             'test_evaluator.outfile_prefix': prefix,
         }))
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads(
-        (root / 'test' / 'metrics.json').read_text())['metrics']
+    metrics = json.loads((work_dir / 'metrics.json').read_text())['metrics']
     assert metrics['coco/bbox_mAP'] > 0.1  # a meaningful comparison
     return TestedDemo(metrics, prefix)
 

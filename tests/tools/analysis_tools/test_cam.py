@@ -14,13 +14,13 @@ DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 STAGES = ['layer1', 'layer2', 'layer3', 'layer4']
 
 
-def test_cam_grid(run_tool, trained_demo, tmp_path, val_images):
+def test_cam_grid(call_tool, trained_demo, tmp_path, val_images):
     image, boxes, _ = val_images(trained_demo.root / 'data')[0]
     out = tmp_path / 'out' / 'cam.png'
     maps = tmp_path / 'maps.npz'
-    result = run_tool(TOOL, DEMO, trained_demo.checkpoint, image, '--out', out,
-                      '--save-maps', maps, '--topk', 2, '--device', 'cpu',
-                      '--method', 'gradcam', 'hirescam')
+    result = call_tool(TOOL, DEMO, trained_demo.checkpoint, image, '--out',
+                       out, '--save-maps', maps, '--topk', 2, '--device',
+                       'cpu', '--method', 'gradcam', 'hirescam')
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'explained: ' in result.stdout
     grid = imread(out)

@@ -52,22 +52,29 @@ def _in(args: List[str], **paths: str) -> List[str]:
 
 
 @pytest.mark.slurm
-def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
-                                    wait_until, table_rows):
+def test_submit_cut_resubmit_gather(repo, call_tool, slurm_environ, tmp_path,
+                                    ram_dir, wait_until, table_rows,
+                                    monkeypatch):
+    """The first submit runs as a process, followed while a job of it is
+    cancelled; the other commands in this process, with the doc's
+    environment."""
     env, commands = doc_commands(repo)
     submit, status, gather = commands
     assert (submit[0], status[0], gather[0]) == ('submit', 'status', 'gather')
     assert '--wait' in submit
     data = tmp_path / 'data'
     generate_demo_dataset(str(data), num_train=4, num_val=2, seed=1)
-    work = tmp_path / 'zoo'
+    work = ram_dir / 'zoo'  # 2.9 GB of checkpoints
     paths = {
         'data/demo': str(data),
         submit[submit.index('--work-dir') + 1]: str(work)
     }
     # The doc's partition is the test cluster's; no GPUs on it.
-    assert env['PARTITION'] == slurm_env['PARTITION'] and env['GRES'] == 'none'
-    env = dict(slurm_env, **env)
+    assert env['PARTITION'] == slurm_environ['PARTITION'] and \
+        env['GRES'] == 'none'
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    env = dict(slurm_environ, **env)
 
     # Submitted and followed; the Mask R-CNN job is cancelled in its second
     # epoch, as an outage would end it.
@@ -115,7 +122,7 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
         'finished runs are skipped, cut-off ones resume')
 
     # Gathered now: the finished run is published, the cut one is "–".
-    gathered = run_tool(TOOL, *_in(gather, **paths), env=env)
+    gathered = call_tool(TOOL, *_in(gather, **paths))
     assert gathered.returncode == 0, gathered.stderr[-3000:]
     assert f'{MASK}: every number –: job {cut["job_id"]} ended and the run ' \
         f'is cut off in training, after {position}' in gathered.stderr
@@ -131,7 +138,7 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
         p.name: p.stat().st_mtime_ns
         for p in (work / FASTER).iterdir() if p.is_file()
     }
-    second = run_tool(TOOL, *_in(submit, **paths), env=env)
+    second = call_tool(TOOL, *_in(submit, **paths))
     assert second.returncode == 0, second.stdout + second.stderr[-3000:]
     assert f'{FASTER}: finished (trained, tested, benchmarked) in ' \
         f'{work / FASTER}; skipped' in second.stdout
@@ -149,14 +156,14 @@ def test_submit_cut_resubmit_gather(repo, run_tool, slurm_env, tmp_path,
         for p in (work / FASTER).iterdir() if p.is_file()
     } == faster_files
 
-    shown = run_tool(TOOL, *_in(status, **paths), env=env)
+    shown = call_tool(TOOL, *_in(status, **paths))
     assert shown.returncode == 0, shown.stderr[-3000:]
     for name, job in ((FASTER, kept), (MASK, resumed)):
         assert re.search(rf'^{name} +job +{job["job_id"]}  COMPLETED',
                          shown.stdout, re.M), shown.stdout
 
     # Gathered again: both published, the table and metafile point at them.
-    gathered = run_tool(TOOL, *_in(gather, **paths), env=env)
+    gathered = call_tool(TOOL, *_in(gather, **paths))
     assert gathered.returncode == 0, gathered.stderr[-3000:]
     assert f'{MASK}: published' in gathered.stderr
     assert f'{FASTER}: published' not in gathered.stderr  # already was
@@ -217,18 +224,11 @@ def test_bad_input_submits_nothing(call_tool, user_error, tmp_path,
 
 
 @pytest.mark.slurm
-def test_a_refused_job_leaves_nothing(run_tool, slurm_env, user_error,
+def test_a_refused_job_leaves_nothing(call_tool, slurm_environ, user_error,
                                       tmp_path):
     work = tmp_path / 'zoo'
-    refused = run_tool(
-        TOOL,
-        'submit',
-        f'configs/{FASTER}.py',
-        '--partition',
-        'nope',
-        '--work-dir',
-        work,
-        env=slurm_env)
+    refused = call_tool(TOOL, 'submit', f'configs/{FASTER}.py', '--partition',
+                        'nope', '--work-dir', work)
     user_error(refused, 'sbatch refused', 'zoo_job.sh: sbatch: error: ',
                'Invalid partition name specified; check the partition')
     assert not work.exists()

@@ -1,5 +1,6 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-import importlib.util
+"""projects/res2net/datasets/demo_data.py: the data, its annotations, its
+checks. Its command line is tests/tools/misc/test_generate_demo_data.py."""
 import json
 import os
 import os.path as osp
@@ -12,14 +13,11 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from projects.res2net import paths
 from projects.res2net.datasets import demo_data
 from projects.res2net.datasets.demo_data import (COCO_CATEGORIES, DEMO_SHAPES,
                                                  MANIFEST_NAME,
                                                  generate_demo_dataset)
 
-REPO_ROOT = str(paths.REPO_ROOT)
-CLI = osp.join(REPO_ROOT, 'tools', 'misc', 'generate_demo_data.py')
 SPLITS = ('train2017', 'val2017')
 MISSING_COCO_IDS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
 SMALL = dict(num_train=12, num_val=6, image_size=96, seed=3)
@@ -47,16 +45,6 @@ def _mtimes(root):
     }
     stats['.'] = os.stat(root).st_mtime_ns
     return stats
-
-
-def _run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    return subprocess.run([sys.executable, CLI, *args],
-                          env=env,
-                          cwd=REPO_ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=120)
 
 
 @pytest.fixture(scope='module')
@@ -302,75 +290,3 @@ def test_bad_arguments(tmp_path, kwargs, name):
     assert '[' in str(excinfo.value)  # the allowed range is named
     assert not out.exists()
     assert os.listdir(str(tmp_path)) == []
-
-
-# The CLI runs as a real subprocess only where that matters (exit status,
-# stderr): every such run imports ``projects.res2net`` and so torch and mmdet
-# (seconds each). Its other branches are driven in-process through main().
-
-
-def test_cli_subprocess(tmp_path):
-    out = str(tmp_path / 'demo')
-    proc = _run_cli('--out', out, '--num-train', '12', '--num-val', '6',
-                    '--seed', '1')
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert lines[0] == f'{out}: generated'
-    assert lines[1].startswith('  train: 12 images, ')
-    assert lines[2].startswith('  val: 6 images, ')
-    for name in DEMO_SHAPES:
-        assert f'{name}=' in lines[1] and f'{name}=' in lines[2]
-    assert len(os.listdir(osp.join(out, 'train2017'))) == 12
-
-    proc = _run_cli('--out', str(tmp_path / 'bad'), '--image-size', '16')
-    assert proc.returncode == 2
-    assert proc.stdout == ''
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith('error: image_size must be')
-    assert not (tmp_path / 'bad').exists()
-
-
-def test_cli_usage_errors_and_help_are_one_line_and_fast():
-    # Neither needs the (heavy) package import, so these stay subprocesses.
-    proc = _run_cli('--out', 'unused', '--num-val', 'x')
-    assert proc.returncode == 2
-    assert proc.stderr.startswith('error: ')
-    assert len(proc.stderr.strip().splitlines()) == 1
-
-    proc = _run_cli('--help')
-    assert proc.returncode == 0
-    assert '--num-train' in proc.stdout and 'example' in proc.stdout
-
-
-@pytest.fixture(scope='module')
-def cli_main():
-    spec = importlib.util.spec_from_file_location('generate_demo_data', CLI)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def test_cli_main(tmp_path, capsys, cli_main):
-    out = str(tmp_path / 'demo')
-    args = ['--out', out, '--num-train', '12', '--num-val', '6']
-    assert cli_main(args) == 0
-    assert capsys.readouterr().out.startswith(f'{out}: generated\n')
-
-    assert cli_main(args) == 0
-    captured = capsys.readouterr()
-    assert captured.out.splitlines()[0] == f'{out}: up to date'
-    assert len(captured.out.splitlines()) == 3
-
-    assert cli_main(['--out', out, '--num-train', '13']) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ''
-    assert len(captured.err.strip().splitlines()) == 1
-    assert captured.err.startswith('error: ') and '--force' in captured.err
-
-    assert cli_main(['--out', out, '--num-train', '13', '--force']) == 0
-    captured = capsys.readouterr().out
-    assert 'train: 13 images' in captured and 'val: 100 images' in captured
-
-    assert cli_main(['--out', out, '--num-val', '0']) == 2
-    assert capsys.readouterr().err.startswith('error: num_val must be')

@@ -28,14 +28,19 @@ def test_only_epoch_based_configs_fit():
         '(configs/*.py), for --epochs')
 
 
-def test_a_failing_step_shows_its_output_and_command(capsys):
+def test_a_failing_step_shows_its_output_and_command(capsys, tmp_path):
+    # A tool that fails before it imports torch: the step, not the import,
+    # is the subject.
     runner = StepRunner(total=3)
     with pytest.raises(UserError) as err:
-        runner.run('misc/zoo_demo.py', '--no-such-flag')
-    tool = TOOLS_DIR / 'misc/zoo_demo.py'
+        runner.run('misc/generate_demo_data.py', '--no-such-flag', '--out',
+                   str(tmp_path))
+    tool = TOOLS_DIR / 'misc/generate_demo_data.py'
     assert str(err.value) == (
-        'step 1, tools/misc/zoo_demo.py, failed (exit 2); its output is '
-        f'above. The command: {tool} --no-such-flag')
+        'step 1, tools/misc/generate_demo_data.py, failed (exit 2); its '
+        f'output is above. The command: {tool} --no-such-flag --out '
+        f'{tmp_path}')
     out, err = capsys.readouterr()
-    assert out == '[1/3] python tools/misc/zoo_demo.py --no-such-flag\n'
+    assert out == \
+        '[1/3] python tools/misc/generate_demo_data.py --no-such-flag\n'
     assert 'unrecognized arguments: --no-such-flag' in err
