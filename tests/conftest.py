@@ -150,9 +150,9 @@ def repo() -> Path:
 def ram_dir(tmp_path) -> Iterator[Path]:
     """A directory in memory (``/dev/shm``) where it has room, else
     ``tmp_path``; removed after the test. For runs that write checkpoints
-    of hundreds of MB when the disk is not what is tested: on this
-    project's VMs a disk write costs the kernel about 3.5 ms per MB, a RAM
-    disk 0.5."""
+    of hundreds of MB when the disk is not what is tested: a disk write
+    costs the kernel several times as much (docs/development.md, "How
+    long")."""
     shm = Path('/dev/shm')
     if not shm.is_dir() or shutil.disk_usage(shm).free < 4 * 2**30:
         yield tmp_path
