@@ -26,6 +26,7 @@ from projects.res2net.engine.preflight import (build_model, check_types,
                                                check_weights, config_errors,
                                                removed_on_early_failure)
 from projects.res2net.errors import UserError
+from projects.res2net.models.checkpoint import init_skipped_for_checkpoint
 from projects.res2net.paths import METRICS_JSON
 
 
@@ -110,7 +111,9 @@ def main() -> None:
 
     with removed_on_early_failure(cfg.work_dir), config_errors(cfg), \
             run_faults(args.config):
-        runner = build_runner(cfg)
+        # Every parameter comes from the checkpoint (checked above).
+        with init_skipped_for_checkpoint():
+            runner = build_runner(cfg)
         for line in skipped_lines(datasets):
             runner.logger.warning(line)
         if args.out is not None:

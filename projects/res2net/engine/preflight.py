@@ -208,13 +208,25 @@ def build_from(model_cfg: Mapping) -> nn.Module:
 def build_model(cfg: Config) -> nn.Module:
     """Build the config's model as the Runner will, or raise one line.
 
-    The backbone's ``init_cfg`` is not applied (no weights are read).
+    The checks need its structure, the names and shapes of its weights, not
+    their values: it is built on the meta device, where PyTorch's
+    initialisation of each layer costs nothing (it is most of a build on a
+    CPU: 0.3-0.9 s for an R2-101 detector, the Runner builds it again). A
+    model whose construction reads its own values cannot be built there;
+    it is built on the CPU instead, where a real error shows as it would in
+    the Runner. The backbone's ``init_cfg`` is not applied (no weights are
+    read).
 
     Raises:
         UserError: An unknown argument (with the closest known one), a
             value out of range or an unknown type, named with the config.
     """
     register_all_modules()
+    try:
+        with torch.device('meta'):
+            return build_from(cfg.model)
+    except Exception:  # noqa: B902 # any error: the CPU build tells
+        pass
     try:
         return build_from(cfg.model)
     except UserError as err:  # our own checks already say what to do

@@ -1,11 +1,13 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/engine/fileio.py: checkpoints written whole or not at
-all, a failed write named by the file asked for."""
+all, a failed write named by the file asked for, YAML parsed once."""
 import errno
 import json
 
 import pytest
-from mmengine.fileio import get_file_backend
+import yaml
+from mmengine.config import Config
+from mmengine.fileio import get_file_backend, load
 
 from projects.res2net.engine import fileio
 from projects.res2net.engine.fileio import (ATOMIC_BACKEND_ARGS,
@@ -57,3 +59,28 @@ def test_write_json_is_atomic(tmp_path):
     write_json(str(path), {'b': 1, 'a': 0.5})
     assert json.loads(path.read_text()) == {'a': 0.5, 'b': 1}
     assert not list(tmp_path.glob('sub/*.tmp'))
+
+
+def test_yaml_is_parsed_once_and_read_as_written(repo, tmp_path, monkeypatch):
+    """A config on an mmdet:: base, read again, parses none of mmdet's
+    model index; each read gets its own objects; a changed file is read
+    anew."""
+    parses = []
+    parse = yaml.load
+    monkeypatch.setattr(yaml, 'load',
+                        lambda *a, **k: parses.append(1) or parse(*a, **k))
+    config = repo / 'configs/faster_rcnn_r2_101_fpn_2x.py'
+    first = Config.fromfile(config)
+    parses.clear()
+    assert Config.fromfile(config).to_dict() == first.to_dict()
+    assert parses == []
+
+    path = tmp_path / 'models.yml'
+    path.write_text('Models:\n- Name: a\n  Epochs: 12\n')
+    read = load(str(path))
+    again = load(str(path))
+    assert again == read == {'Models': [{'Name': 'a', 'Epochs': 12}]}
+    again['Models'][0]['Epochs'] = 24  # a caller's change stays its own
+    assert load(str(path))['Models'][0]['Epochs'] == 12
+    path.write_text('Models:\n- Name: b\n')
+    assert load(str(path)) == {'Models': [{'Name': 'b'}]}

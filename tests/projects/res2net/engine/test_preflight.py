@@ -2,6 +2,9 @@
 """projects/res2net/engine/preflight.py: what train.py checks before the
 Runner."""
 import pytest
+import torch
+from mmdet.registry import MODELS
+from torch import nn
 
 from projects.res2net.engine.cli import load_config
 from projects.res2net.engine.preflight import (build_model,
@@ -27,6 +30,37 @@ def test_a_bad_value_keeps_our_message(repo):
     cfg.model.backbone.scales = 1
     with pytest.raises(UserError, match=r'model: scales=1 is not supported'):
         build_model(cfg)
+
+
+class _ReadsItsValues(nn.Module):
+    """A model that computes with its weights while it is built."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+        if not self.scale.sum() > 0:  # no value on the meta device
+            raise ValueError('scale must be positive')
+
+
+def test_the_checked_model_has_shapes_but_no_values(repo):
+    """Built on the meta device (no initialisation to pay for); a model
+    that reads its values while built is built on the CPU instead."""
+    cfg = load_config(str(repo / DEMO))
+    model = build_model(cfg)
+    weights = model.state_dict()
+    assert {w.device.type for w in weights.values()} == {'meta'}
+    reference = MODELS.build(cfg.model).state_dict()
+    assert {k: w.shape for k, w in weights.items()} == \
+        {k: w.shape for k, w in reference.items()}
+
+    MODELS.register_module(module=_ReadsItsValues, force=True)
+    try:
+        cfg.model = dict(type='_ReadsItsValues')
+        model = build_model(cfg)
+    finally:
+        MODELS._module_dict.pop('_ReadsItsValues')
+    assert model.scale.device.type == 'cpu'
+    assert torch.equal(model.scale.detach(), torch.ones(3))
 
 
 def test_an_early_failure_leaves_the_work_dir_as_it_was(tmp_path):

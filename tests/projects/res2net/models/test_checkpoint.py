@@ -1,6 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/models/checkpoint.py: weights-only loading of mmengine
-checkpoints stays safe (trap 1), and the one reader's one-line errors."""
+checkpoints stays safe (trap 1), the one reader's one-line errors, and
+models built for a checkpoint without drawing their weights first."""
 import argparse
 import os
 import pickle
@@ -8,11 +9,16 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
+from torch import nn
 
 import projects.res2net  # noqa: F401  (registers the allow-list)
 from projects.res2net.errors import CheckpointError
-from projects.res2net.models.checkpoint import TRUST_VARIABLE, read_checkpoint
+from projects.res2net.models.checkpoint import (TRUST_VARIABLE,
+                                                init_skipped_for_checkpoint,
+                                                read_checkpoint)
 
 
 class NotAllowed:
@@ -108,3 +114,38 @@ def test_not_a_checkpoint(tmp_path):
             match=r'notes.pth is not a checkpoint \(\w+: .*\); '
             r'fix$'):
         read_checkpoint(str(path), what='checkpoint', fix='fix')
+
+
+def _demo_detector_and_a_transformer_layer(repo) -> list:
+    """The demo detector with mmdet's initialisation (normal_, xavier_),
+    and PyTorch's transformer layer (xavier_uniform_, kaiming_uniform_)."""
+    cfg = Config.fromfile(repo / 'configs/demo/faster_rcnn_r2_50_fpn_demo.py')
+    detector = MODELS.build(cfg.model)
+    detector.init_weights()
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    return [detector.eval(), layer.eval()]
+
+
+def test_a_model_for_a_checkpoint_draws_nothing_and_works_as_loaded(repo):
+    """No random draw for a parameter (the generator does not move), every
+    buffer as in a normal build; loaded, the same outputs."""
+    torch.manual_seed(0)
+    built = _demo_detector_and_a_transformer_layer(repo)
+    generator = torch.get_rng_state()
+    with init_skipped_for_checkpoint():
+        skipped = _demo_detector_and_a_transformer_layer(repo)
+    assert torch.equal(torch.get_rng_state(), generator)
+    for normal, empty in zip(built, skipped):
+        buffers = dict(empty.named_buffers())
+        for name, buffer in normal.named_buffers():
+            assert torch.equal(buffers[name], buffer), name
+        empty.load_state_dict(normal.state_dict(), strict=True)
+    image, tokens = torch.rand(1, 3, 64, 64), torch.rand(1, 5, 32)
+    with torch.no_grad():
+        for a, b in zip(built[0].extract_feat(image),
+                        skipped[0].extract_feat(image)):
+            assert torch.equal(a, b)
+        assert torch.equal(built[1](tokens), skipped[1](tokens))
+    # Outside the context, a build draws again.
+    _demo_detector_and_a_transformer_layer(repo)
+    assert not torch.equal(torch.get_rng_state(), generator)
