@@ -146,6 +146,21 @@ def repo() -> Path:
     return REPO
 
 
+@contextlib.contextmanager
+def _in_memory(otherwise: Path) -> Iterator[Path]:
+    """A new directory in memory (``/dev/shm``) where it has room, else
+    ``otherwise``; removed at the end."""
+    shm = Path('/dev/shm')
+    if not shm.is_dir() or shutil.disk_usage(shm).free < 4 * 2**30:
+        yield otherwise
+        return
+    path = Path(tempfile.mkdtemp(prefix='res2net-test-', dir=shm))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def ram_dir(tmp_path) -> Iterator[Path]:
     """A directory in memory (``/dev/shm``) where it has room, else
@@ -153,15 +168,15 @@ def ram_dir(tmp_path) -> Iterator[Path]:
     of hundreds of MB when the disk is not what is tested: a disk write
     costs the kernel several times as much (docs/development.md, "How
     long")."""
-    shm = Path('/dev/shm')
-    if not shm.is_dir() or shutil.disk_usage(shm).free < 4 * 2**30:
-        yield tmp_path
-        return
-    path = Path(tempfile.mkdtemp(prefix='res2net-test-', dir=shm))
-    try:
+    with _in_memory(tmp_path) as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope='session')
+def session_ram_dir(tmp_path_factory) -> Iterator[Path]:
+    """:func:`ram_dir` for the session's fixtures (removed at its end)."""
+    with _in_memory(tmp_path_factory.mktemp('ram')) as path:
+        yield path
 
 
 @pytest.fixture(scope='session')

@@ -26,7 +26,7 @@ from projects.res2net.engine.preflight import (build_model, check_types,
                                                check_weights, config_errors,
                                                removed_on_early_failure)
 from projects.res2net.errors import UserError
-from projects.res2net.models.checkpoint import init_skipped_for_checkpoint
+from projects.res2net.models.checkpoint import no_random_init
 from projects.res2net.paths import METRICS_JSON
 
 
@@ -112,7 +112,7 @@ def main() -> None:
     with removed_on_early_failure(cfg.work_dir), config_errors(cfg), \
             run_faults(args.config):
         # Every parameter comes from the checkpoint (checked above).
-        with init_skipped_for_checkpoint():
+        with no_random_init():
             runner = build_runner(cfg)
         for line in skipped_lines(datasets):
             runner.logger.warning(line)

@@ -268,11 +268,12 @@ def demo_sized(cfg: Config, config: str, tmp_path) -> str:
 
 def fewer_boxes(cfg: Config) -> list:
     """``--cfg-options`` for 100 proposals and 32 RoIs per image (and per
-    cascade stage) instead of 1000-2000 and 512, and 10 detections per test
-    image instead of 100: every head still runs, on fewer boxes. RoIAlign's
-    backward over 512 RoIs per stage otherwise takes most of a CPU step (one
-    HTC step: 14 s, with these 2.8 s), and HTC's test runs the mask heads of
-    its three stages on every detection. A query-based detector gets 100
+    cascade stage) instead of the demo size's 300 and 64 (the configs' 1000-
+    2000 and 512), and 10 detections per test image instead of 100: every
+    head still runs, on fewer boxes. RoIAlign's backward over 512 RoIs per
+    stage takes most of a CPU step (one HTC step: 14 s, with these 2.8 s),
+    and HTC's test runs the mask heads of its three stages on every
+    detection. A query-based detector gets 100
     queries: DINO picks its 900 from the encoder's tokens, 340 at
     128², and Mask2Former's 100 stay."""
     if 'num_queries' in cfg.model:
@@ -310,10 +311,10 @@ def test_config_trains_one_step_and_tests_on_demo_data(call_tool, repo,
     # demo's and the launchers' tests).
     options = demo_run_options(
         str(tiny_demo_data),
+        model=cfg.model,
         scale=SCALE,
         train_images=1,
-        test_images=1,
-        test_cfg=cfg.model.test_cfg) + fewer_boxes(cfg)
+        test_images=1) + fewer_boxes(cfg)
     # The checkpoint is for test.py: the weights, not the optimizer's state
     # (half of a 500 MB file to write, flush and read).
     train = call_tool('train.py', config, '--work-dir', work_dir,

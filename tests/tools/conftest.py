@@ -8,6 +8,7 @@ slurm.conf written for this machine, then munged, slurmctld and slurmd, in
 that order. It needs root and Debian's packages; elsewhere the tests that
 use it skip and say why. Jobs on it are CPU processes (``GRES=none``).
 """
+import errno
 import os
 import shutil
 import signal
@@ -76,11 +77,12 @@ def wait_until() -> Callable[..., object]:
 
 
 @pytest.fixture(scope='session')
-def zoo_demo(tmp_path_factory, call_tool, tiny_demo_data) -> ZooDemo:
+def zoo_demo(session_ram_dir, call_tool, tiny_demo_data) -> ZooDemo:
     """``zoo_demo.py`` on Faster and Mask R2-101 and the tiny demo data:
     train.py (one step), test.py and benchmark.py into a work dir each, then
-    benchmark_table.py over them."""
-    root = tmp_path_factory.mktemp('zoo_demo')
+    benchmark_table.py over them; in memory (a GB of checkpoints)."""
+    root = session_ram_dir / 'zoo_demo'
+    root.mkdir()
     # The tiny data at the tools' smallest default size; one image to train
     # on, one to test and benchmark after one warm-up image: an untrained
     # Mask R-CNN runs its mask head on 100 detections an image.
@@ -92,6 +94,26 @@ def zoo_demo(tmp_path_factory, call_tool, tiny_demo_data) -> ZooDemo:
         root, result,
         {config: root / Path(config).stem
          for config in (FASTER, MASK)}, args)
+
+
+@pytest.fixture(scope='session')
+def linked_copy() -> Callable[[Path, Path], Path]:
+    """``linked_copy(src, dst)``: a copy of the folder ``src`` whose files
+    are hard links (nothing written again; a test replaces a file before it
+    changes it), or copies where ``dst`` is on another file system."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            shutil.copy2(src, dst)
+
+    def copy(src: Path, dst: Path) -> Path:
+        return Path(shutil.copytree(src, dst, copy_function=link_or_copy))
+
+    return copy
 
 
 @pytest.fixture(scope='session')

@@ -192,7 +192,7 @@ def _same_weights(a: Path, b: Path) -> None:
         assert torch.equal(first[key], second[key]), key
 
 
-def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
+def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, ram_dir,
                                       quick, wait_until):
     """SIGKILL between checkpoints, --resume: the weights and the logged
     losses after the resume point are those of the run never stopped; so
@@ -218,12 +218,12 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
         'train.py',
         DEMO,
         '--work-dir',
-        tmp_path / 'straight',
+        ram_dir / 'straight',
         *options,
         env=cpu)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    killed = tmp_path / 'killed'
+    killed = ram_dir / 'killed'
     process = subprocess.Popen([
         sys.executable, 'tools/train.py', DEMO, '--work-dir', killed, *options
     ],
@@ -254,13 +254,13 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
     log = resumed.stdout + resumed.stderr
     assert 'resumed epoch: 0, iter: 2' in log
     assert 'this resume is not exact' not in log
-    _same_weights(straight_ckpt := tmp_path / 'straight' / 'iter_5.pth',
+    _same_weights(straight_ckpt := ram_dir / 'straight' / 'iter_5.pth',
                   killed / 'iter_5.pth')
-    after = {i: v for i, v in _losses(tmp_path / 'straight').items() if i > 2}
+    after = {i: v for i, v in _losses(ram_dir / 'straight').items() if i > 2}
     assert len(after) == 3
     assert {i: v for i, v in _losses(killed).items() if i > 2} == after
 
-    again = tmp_path / 'again'
+    again = ram_dir / 'again'
     result = run_tool(
         'train.py',
         DEMO,
@@ -278,8 +278,8 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, tmp_path,
     # in progress ends and is checkpointed, between the periodic ones; the
     # last line says how to resume, and that command ends as the straight
     # run did.
-    stopped = tmp_path / 'stopped'
-    out = tmp_path / 'stopped.out'
+    stopped = ram_dir / 'stopped'
+    out = ram_dir / 'stopped.out'
     with open(out, 'w') as log:
         process = subprocess.Popen([
             sys.executable, 'tools/train.py', DEMO, '--work-dir', stopped,

@@ -27,7 +27,7 @@ from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
 from ..errors import CheckpointError, UserError
-from ..models.checkpoint import init_skipped_for_checkpoint
+from ..models.checkpoint import no_random_init
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
 from .preemption import TrainingStopped, conclude
@@ -197,7 +197,7 @@ def build_detector(cfg: Config,
             init_random_weights(model)
     else:
         # The strict load below replaces every parameter.
-        with init_skipped_for_checkpoint():
+        with no_random_init():
             model = build_from(cfg.model)
         try:
             ckpt = load_checkpoint(

@@ -15,7 +15,7 @@ Two problems live here, once, so that no tool has to work around them:
   loads strictly and raises a one-line :class:`CheckpointError` instead.
 * A model built only to be given a checkpoint's weights draws random
   numbers for each of its parameters first, which the checkpoint then
-  replaces: :func:`init_skipped_for_checkpoint` builds it without them.
+  replaces: :func:`no_random_init` builds it without them.
 """
 import contextlib
 import os.path as osp
@@ -358,15 +358,15 @@ class _NoRandomParameterInit(TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def init_skipped_for_checkpoint() -> Iterator[None]:
-    """Build models whose parameters a checkpoint will replace, without
-    drawing random values for them first.
+def no_random_init() -> Iterator[None]:
+    """Build models without drawing random values for their parameters.
 
-    The draws are most of building a detector on a CPU (0.5-1 s for an
-    R2-101 HTC); the parameters hold whatever memory they were given until
-    the checkpoint is loaded. Use it only where every parameter is loaded
-    afterwards, strictly or after :func:`check_fits`. Nothing drawn means
-    the global random generator is not advanced either.
+    For a model whose parameters a checkpoint will replace (every one of
+    them: loaded strictly, or after :func:`check_fits`), or whose values
+    nothing reads but a count (a size table). The draws are most of
+    building a detector on a CPU (0.5-1 s for an R2-101 HTC); the
+    parameters hold whatever memory they were given. Nothing drawn also
+    means the global random generator is not advanced.
     """
     with _NoRandomParameterInit():
         yield

@@ -20,6 +20,7 @@ from mmengine.analysis import FlopAnalyzer
 from torch import Tensor, nn
 
 from ..errors import ConfigValueError
+from .checkpoint import no_random_init
 
 # Res2Net v1 (res2net.py): 7x7 stem, strided 1x1 conv downsample.
 _V1 = dict(stem_type='basic', avg_down=False, first_block_pool='always')
@@ -173,8 +174,13 @@ def measure_size(name: str, image_size: int = 224) -> Tuple[float, float]:
     activations).
     """
     last = 5 if backbone_type(name) == 'Res2NetDLA' else 3
-    backbone = build_variant(name, out_indices=(last, ))
-    model = ImageNetClassifier(backbone).eval()
+    # Sizes do not depend on the values: none drawn, all zero (whatever
+    # memory the parameters got could hold slow denormals).
+    with no_random_init():
+        backbone = build_variant(name, out_indices=(last, ))
+        model = ImageNetClassifier(backbone).eval()
+    for param in model.parameters():
+        param.detach().zero_()
     params = sum(p.numel() for p in model.parameters())
     analyzer = FlopAnalyzer(model,
                             (torch.randn(1, 3, image_size, image_size), ))

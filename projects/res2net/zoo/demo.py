@@ -49,10 +49,12 @@ class DemoSize:
     test_images: int = 8
     scale: int = 128
 
-    def options(self, data_root: str) -> List[str]:
-        """The ``--cfg-options`` of every step of a run on ``data_root``."""
+    def options(self, data_root: str, config: str) -> List[str]:
+        """The ``--cfg-options`` of every step of a run of ``config`` on
+        ``data_root``."""
         return demo_run_options(
             data_root,
+            model=load_config(config).model,
             scale=self.scale,
             epochs=self.epochs,
             train_images=self.train_images,
@@ -133,9 +135,11 @@ def run_demo_zoo(configs: Sequence[str],
         check_demo_config(config)
     if not osp.isdir(data):
         generate_demo_dataset(data)
-    options = size.options(data)
     bench = ('--num-images', str(size.test_images), '--warmup', str(warmup))
-    runs = [zoo_run(config, work_dir, options, bench)[0] for config in configs]
+    runs = [
+        zoo_run(config, work_dir, size.options(data, config), bench)[0]
+        for config in configs
+    ]
     left = {}
     for run in runs:
         done = progress(run)

@@ -164,9 +164,7 @@ def submit_jobs(
         raise UserError('no partition: pass --partition NAME or set '
                         'PARTITION, as for tools/slurm_train.sh')
     resources = Resources.from_environ(partition)
-    options = list(cfg_options)
     if demo_data:
-        options = demo_size.options(osp.abspath(demo_data)) + options
         num_images = num_images or demo_size.test_images
     bench = []
     if num_images is not None:
@@ -174,9 +172,12 @@ def submit_jobs(
     if warmup is not None:
         bench += ['--warmup', str(warmup)]
     work_root = osp.abspath(work_dir)
-    runs = [
-        zoo_run(config, work_root, options, bench)[0] for config in configs
-    ]
+    runs = []
+    for config in configs:
+        options = demo_size.options(osp.abspath(demo_data),
+                                    config) if demo_data else []
+        runs.append(
+            zoo_run(config, work_root, [*options, *cfg_options], bench)[0])
     names = [run.name for run in runs]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:

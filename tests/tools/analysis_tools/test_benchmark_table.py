@@ -1,8 +1,6 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """benchmark_table.py: the zoo table and metafile from real short runs."""
 import json
-import os
-import shutil
 
 import pytest
 import yaml
@@ -122,11 +120,10 @@ def test_compare_adds_reference_and_difference(call_tool, runs, table_rows):
     assert mask == f'{value:.1f} (ref 38.7, Δ {value - 38.7:+.1f})'
 
 
-def test_missing_pieces_show_a_dash_and_say_why(call_tool, runs, tmp_path,
-                                                table_rows):
-    work_dir = tmp_path / 'copy'
-    # Hard links: no file of the run is written to, two are removed.
-    shutil.copytree(runs[FASTER], work_dir, copy_function=os.link)
+def test_missing_pieces_show_a_dash_and_say_why(call_tool, runs, ram_dir,
+                                                linked_copy, table_rows):
+    # No file of the run is written to, two are removed.
+    work_dir = linked_copy(runs[FASTER], ram_dir / 'copy')
     (work_dir / 'benchmark.json').unlink()
     (work_dir / 'metrics.json').unlink()
     result = call_tool(TABLE, work_dir)

@@ -12,15 +12,14 @@ FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 MASK = 'configs/mask_rcnn_r2_101_fpn_2x.py'
 
 
-def _copy(zoo_demo, tmp_path):
+def _copy(zoo_demo, linked_copy, folder):
     """A copy of zoo_demo's Faster R-CNN work dir (publishing records), its
     metrics.json naming the copy's checkpoint as the tested one.
 
     Its files are hard links to zoo_demo's (a 490 MB checkpoint not written
     again): a test replaces a file before it changes it.
     """
-    work_dir = shutil.copytree(
-        zoo_demo.work_dirs[FASTER], tmp_path / 'work', copy_function=os.link)
+    work_dir = linked_copy(zoo_demo.work_dirs[FASTER], folder / 'work')
     metrics = json.loads((work_dir / 'metrics.json').read_text())
     metrics['checkpoint'] = str(work_dir / 'epoch_1.pth')
     (work_dir / 'metrics.json').unlink()
@@ -28,9 +27,10 @@ def _copy(zoo_demo, tmp_path):
     return work_dir
 
 
-def test_a_slim_file_named_by_its_hash(call_tool, zoo_demo, tmp_path):
-    trained = _copy(zoo_demo, tmp_path) / 'epoch_1.pth'
-    out = tmp_path / 'out'
+def test_a_slim_file_named_by_its_hash(call_tool, zoo_demo, linked_copy,
+                                       ram_dir):
+    trained = _copy(zoo_demo, linked_copy, ram_dir) / 'epoch_1.pth'
+    out = ram_dir / 'out'
     result = call_tool(TOOL, trained, out / 'faster.pth')
     assert result.returncode == 0, result.stderr[-3000:]
     published, = out.iterdir()
@@ -54,15 +54,16 @@ def test_a_slim_file_named_by_its_hash(call_tool, zoo_demo, tmp_path):
     assert record['epoch_1.pth']['sha256'] == digest
 
 
-def test_the_table_links_the_published_file(call_tool, zoo_demo, tmp_path):
-    work_dir = _copy(zoo_demo, tmp_path)
+def test_the_table_links_the_published_file(call_tool, zoo_demo, linked_copy,
+                                            ram_dir):
+    work_dir = _copy(zoo_demo, linked_copy, ram_dir)
     trained = work_dir / 'epoch_1.pth'
     table = 'analysis_tools/benchmark_table.py'
     assert f'model: `{trained}`' in call_tool(table, work_dir).stdout
-    result = call_tool(TOOL, trained, tmp_path / 'faster.pth')
+    result = call_tool(TOOL, trained, ram_dir / 'faster.pth')
     assert result.returncode == 0, result.stderr[-3000:]
-    published, = tmp_path.glob('faster-*.pth')
-    metafile = tmp_path / 'metafile.yml'
+    published, = ram_dir.glob('faster-*.pth')
+    metafile = ram_dir / 'metafile.yml'
     shown = call_tool(table, work_dir, '--metafile', metafile)
     assert f'model: `{published}` \\| log: `{work_dir}/' in shown.stdout
     assert f'Weights: {published}' in metafile.read_text()
@@ -75,10 +76,10 @@ def test_the_table_links_the_published_file(call_tool, zoo_demo, tmp_path):
 
 
 def test_weights_of_another_model_are_refused_and_nothing_stays(
-        call_tool, zoo_demo, tmp_path, user_error):
-    trained = _copy(zoo_demo, tmp_path) / 'epoch_1.pth'
+        call_tool, zoo_demo, linked_copy, ram_dir, user_error):
+    trained = _copy(zoo_demo, linked_copy, ram_dir) / 'epoch_1.pth'
     before = sorted(trained.parent.iterdir())
-    out = tmp_path / 'out'
+    out = ram_dir / 'out'
     result = call_tool(TOOL, trained, out / 'x.pth', '--config', MASK)
     user_error(result, 'not published, the file is removed: cannot load '
                'checkpoint', 'missing keys in source state_dict')

@@ -16,8 +16,7 @@ from torch import nn
 
 import projects.res2net  # noqa: F401  (registers the allow-list)
 from projects.res2net.errors import CheckpointError
-from projects.res2net.models.checkpoint import (TRUST_VARIABLE,
-                                                init_skipped_for_checkpoint,
+from projects.res2net.models.checkpoint import (TRUST_VARIABLE, no_random_init,
                                                 read_checkpoint)
 
 
@@ -132,7 +131,7 @@ def test_a_model_for_a_checkpoint_draws_nothing_and_works_as_loaded(repo):
     torch.manual_seed(0)
     built = _demo_detector_and_a_transformer_layer(repo)
     generator = torch.get_rng_state()
-    with init_skipped_for_checkpoint():
+    with no_random_init():
         skipped = _demo_detector_and_a_transformer_layer(repo)
     assert torch.equal(torch.get_rng_state(), generator)
     for normal, empty in zip(built, skipped):

@@ -4,18 +4,51 @@
 Whole demo runs are in tests/tools/misc/test_zoo_demo.py.
 """
 import pytest
+from mmengine.config import Config
 
 from projects.res2net.errors import UserError
 from projects.res2net.paths import TOOLS_DIR
 from projects.res2net.zoo.demo import DemoSize, StepRunner, check_demo_config
-from projects.res2net.zoo.table import demo_run_options
+from projects.res2net.zoo.table import (DEMO_PROPOSALS, DEMO_ROIS,
+                                        demo_run_options)
 
 
 def test_the_demo_size_is_zoo_demos():
     size = DemoSize(epochs=2, train_images=4, test_images=3, scale=96)
-    assert size.options('data/demo') == demo_run_options(
-        'data/demo', scale=96, epochs=2, train_images=4, test_images=3)
+    config = 'configs/faster_rcnn_r2_101_fpn_2x.py'
+    assert size.options('data/demo', config) == demo_run_options(
+        'data/demo',
+        model=Config.fromfile(config).model,
+        scale=96,
+        epochs=2,
+        train_images=4,
+        test_images=3)
     assert DemoSize() == DemoSize(1, 8, 8, 128)
+
+
+@pytest.mark.parametrize('config, stages, score_thr', [
+    ('faster_rcnn_r2_101_fpn_2x', [''], 'rcnn.score_thr'),
+    ('cascade_mask_rcnn_r2_101_fpn_20e', ['.0', '.1', '.2'], 'rcnn.score_thr'),
+    ('retinanet_r2_101_fpn_1x', [], 'score_thr'),
+])
+def test_a_two_stage_detector_trains_on_fewer_rois(config, stages,
+                                                   score_thr):
+    """Every R-CNN stage samples DEMO_ROIS RoIs from DEMO_PROPOSALS; a
+    one-stage detector has neither."""
+    cfg = Config.fromfile(f'configs/{config}.py')
+    options = demo_run_options('data/demo', model=cfg.model)
+    rois = [o for o in options if 'sampler.num' in o or 'rpn_proposal' in o]
+    assert rois == ([f'model.train_cfg.rpn_proposal.max_per_img='
+                     f'{DEMO_PROPOSALS}'] if stages else []) + [
+                         f'model.train_cfg.rcnn{stage}.sampler.num={DEMO_ROIS}'
+                         for stage in stages
+                     ]
+    assert f'model.test_cfg.{score_thr}=0.0' in options
+    # Each names a setting the config has (a typo would add a new one).
+    for option in rois + [f'model.test_cfg.{score_thr}=0.0']:
+        node = cfg
+        for part in option.split('=')[0].split('.'):
+            node = node[int(part)] if part.isdigit() else node[part]
 
 
 def test_only_epoch_based_configs_fit():
