@@ -28,10 +28,11 @@ def test_a_dcn_detector_made_res2net_trains_a_step(call_tool, tiny_demo_data,
     assert cfg.model.backbone.type == 'Res2NetBackbone'
     assert cfg.model.backbone.stage_with_dcn == (False, True, True, True)
 
-    options = demo_run_options(str(tiny_demo_data), model=cfg.model) + [
-        'model.train_cfg.rpn_proposal.max_per_img=100',
-        'model.train_cfg.rcnn.sampler.num=32'
-    ]
+    options = demo_run_options(
+        str(tiny_demo_data), model=cfg.model) + [
+            'model.train_cfg.rpn_proposal.max_per_img=100',
+            'model.train_cfg.rcnn.sampler.num=32'
+        ]
     train = call_tool('train.py', out, '--work-dir', tmp_path / 'run',
                       '--cfg-options', *options)
     assert train.returncode == 0, train.stderr[-3000:]

@@ -31,18 +31,18 @@ def test_the_demo_size_is_zoo_demos():
     ('cascade_mask_rcnn_r2_101_fpn_20e', ['.0', '.1', '.2'], 'rcnn.score_thr'),
     ('retinanet_r2_101_fpn_1x', [], 'score_thr'),
 ])
-def test_a_two_stage_detector_trains_on_fewer_rois(config, stages,
-                                                   score_thr):
+def test_a_two_stage_detector_trains_on_fewer_rois(config, stages, score_thr):
     """Every R-CNN stage samples DEMO_ROIS RoIs from DEMO_PROPOSALS; a
     one-stage detector has neither."""
     cfg = Config.fromfile(f'configs/{config}.py')
     options = demo_run_options('data/demo', model=cfg.model)
     rois = [o for o in options if 'sampler.num' in o or 'rpn_proposal' in o]
-    assert rois == ([f'model.train_cfg.rpn_proposal.max_per_img='
-                     f'{DEMO_PROPOSALS}'] if stages else []) + [
-                         f'model.train_cfg.rcnn{stage}.sampler.num={DEMO_ROIS}'
-                         for stage in stages
-                     ]
+    assert rois == (
+        [f'model.train_cfg.rpn_proposal.max_per_img='
+         f'{DEMO_PROPOSALS}'] if stages else []) + [
+             f'model.train_cfg.rcnn{stage}.sampler.num={DEMO_ROIS}'
+             for stage in stages
+         ]
     assert f'model.test_cfg.{score_thr}=0.0' in options
     # Each names a setting the config has (a typo would add a new one).
     for option in rois + [f'model.test_cfg.{score_thr}=0.0']:

@@ -148,8 +148,9 @@ def test_submit_writes_the_script_and_the_record(tmp_path, monkeypatch,
     assert sent == [str(script)]
     job, = followed
     assert job == jobs.read_job(str(work / FASTER))
-    options = DemoSize(epochs=2, test_images=3).options(
-        str(data), f'configs/{FASTER}.py') + ['randomness.seed=1']
+    options = DemoSize(
+        epochs=2, test_images=3).options(
+            str(data), f'configs/{FASTER}.py') + ['randomness.seed=1']
     assert job['options'] == options
     assert job['benchmark_args'] == ['--num-images', '3', '--warmup', '1']
     assert job['checkpoint'] == f'{work / FASTER}/epoch_2.pth'
