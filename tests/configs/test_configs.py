@@ -15,7 +15,7 @@ from mmengine.registry import init_default_scope
 
 from projects.res2net.models.variants import backbone_type, variant_kwargs
 from projects.res2net.zoo.config_maker import config_text, load_base, plan_swap
-from projects.res2net.zoo.table import demo_run_options
+from projects.res2net.zoo.table import demo_run_options, rcnn_train_keys
 
 # Our config -> (the model-zoo config of the same detector in mmdet,
 #                epochs, lr steps, evaluated tasks).
@@ -273,25 +273,19 @@ def fewer_boxes(cfg: Config) -> list:
     head still runs, on fewer boxes. RoIAlign's backward over 512 RoIs per
     stage takes most of a CPU step (one HTC step: 14 s, with these 2.8 s),
     and HTC's test runs the mask heads of its three stages on every
-    detection. A query-based detector gets 100
-    queries: DINO picks its 900 from the encoder's tokens, 340 at
-    128², and Mask2Former's 100 stay."""
+    detection. A query-based detector gets 100 queries: DINO picks its 900
+    from the encoder's tokens, 340 at 128², and Mask2Former's 100 stay."""
     if 'num_queries' in cfg.model:
         return ['model.num_queries=100', 'model.test_cfg.max_per_img=10']
     if 'max_per_image' in cfg.model.test_cfg:  # MaskFormer's name for it
         return ['model.test_cfg.max_per_image=10']
     if 'rcnn' not in cfg.model.get('train_cfg', {}):  # one-stage
         return ['model.test_cfg.max_per_img=10']
-    rcnn = cfg.model.train_cfg.rcnn
-    stages = [f'.{i}'
-              for i in range(len(rcnn))] if isinstance(rcnn,
-                                                       (list,
-                                                        tuple)) else ['']
     return [
         'model.train_cfg.rpn_proposal.max_per_img=100',
         'model.test_cfg.rpn.max_per_img=100',
         'model.test_cfg.rcnn.max_per_img=10'
-    ] + [f'model.train_cfg.rcnn{stage}.sampler.num=32' for stage in stages]
+    ] + [f'{stage}.sampler.num=32' for stage in rcnn_train_keys(cfg.model)]
 
 
 @pytest.mark.parametrize('name',

@@ -475,6 +475,18 @@ DEMO_PROPOSALS = 300
 DEMO_ROIS = 64
 
 
+def rcnn_train_keys(model: Mapping) -> List[str]:
+    """The ``--cfg-options`` keys of a detector's R-CNN training settings:
+    ``model.train_cfg.rcnn``, one per stage of a cascade
+    (``model.train_cfg.rcnn.0`` ...), none for a one-stage detector."""
+    rcnn = (model.get('train_cfg') or {}).get('rcnn')
+    if rcnn is None:
+        return []
+    if isinstance(rcnn, (list, tuple)):
+        return [f'model.train_cfg.rcnn.{i}' for i in range(len(rcnn))]
+    return ['model.train_cfg.rcnn']
+
+
 def demo_run_options(data_root: str,
                      *,
                      model: Mapping,
@@ -520,12 +532,8 @@ def demo_run_options(data_root: str,
     if 'rpn_proposal' in train_cfg:
         options.append('model.train_cfg.rpn_proposal.max_per_img='
                        f'{DEMO_PROPOSALS}')
-    rcnn = train_cfg.get('rcnn')
-    stages = [f'.{i}' for i in range(len(rcnn))] if isinstance(
-        rcnn, (list, tuple)) else [''] if rcnn is not None else []
     options += [
-        f'model.train_cfg.rcnn{stage}.sampler.num={DEMO_ROIS}'
-        for stage in stages
+        f'{stage}.sampler.num={DEMO_ROIS}' for stage in rcnn_train_keys(model)
     ]
     if train_images is not None:
         options.append(f'train_dataloader.dataset.indices={train_images}')

@@ -4,6 +4,7 @@ Runner."""
 import pytest
 import torch
 from mmdet.registry import MODELS
+from mmengine.registry import Registry
 from torch import nn
 
 from projects.res2net.engine.cli import load_config
@@ -32,6 +33,12 @@ def test_a_bad_value_keeps_our_message(repo):
         build_model(cfg)
 
 
+# A registry of this test's own, below mmdet's models: nothing of mmdet's
+# is overridden or left behind.
+_TEST_MODELS = Registry('model', parent=MODELS, scope='res2net_preflight_test')
+
+
+@_TEST_MODELS.register_module()
 class _ReadsItsValues(nn.Module):
     """A model that computes with its weights while it is built."""
 
@@ -53,12 +60,8 @@ def test_the_checked_model_has_shapes_but_no_values(repo):
     assert {k: w.shape for k, w in weights.items()} == \
         {k: w.shape for k, w in reference.items()}
 
-    MODELS.register_module(module=_ReadsItsValues, force=True)
-    try:
-        cfg.model = dict(type='_ReadsItsValues')
-        model = build_model(cfg)
-    finally:
-        MODELS._module_dict.pop('_ReadsItsValues')
+    cfg.model = dict(type=f'{_TEST_MODELS.scope}._ReadsItsValues')
+    model = build_model(cfg)
     assert model.scale.device.type == 'cpu'
     assert torch.equal(model.scale.detach(), torch.ones(3))
 
