@@ -19,14 +19,15 @@ Example:
     python tools/misc/zoo_demo.py --work-dir work_dirs/zoo_demo
 """
 import os.path as osp
-import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import List, Sequence
 
 from ..datasets.demo_data import generate_demo_dataset
 from ..engine.cli import load_config
+from ..engine.forked import run_script
 from ..errors import UserError
 from ..paths import TOOLS_DIR
 from .runs import progress, steps, zoo_run
@@ -80,6 +81,9 @@ class StepRunner:
 
     Each step prints ``[k/n] python tools/...`` and then its time; a tool's
     own output is shown only if it fails, or when the step is not quiet.
+    Each step is a process of its own, forked from a server that imported
+    torch and mmdet once (:mod:`projects.res2net.engine.forked`): a step
+    does not pay for them again.
     """
 
     def __init__(self, total: int) -> None:
@@ -87,26 +91,31 @@ class StepRunner:
         self.done = 0
 
     def run(self, tool: str, *args: str, quiet: bool = True) -> None:
-        """Run ``tools/<tool> ARGS`` in a process of its own.
+        """Run ``python tools/<tool> ARGS`` in a process of its own.
 
         Raises:
             UserError: The tool failed; its output's end is printed first.
         """
         self.done += 1
-        command = [sys.executable, str(TOOLS_DIR / tool), *args]
+        path = str(TOOLS_DIR / tool)
         print(
             f'[{self.done}/{self.total}] python tools/{tool} ' +
             ' '.join(args[:1]),
             flush=True)
         start = time.monotonic()
-        done = subprocess.run(command, capture_output=quiet, text=True)
-        if done.returncode != 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            log = osp.join(tmp, 'output.log')
+            code = run_script(path, args, log=log)
+            with open(log, errors='replace') as f:
+                output = f.read()
+        if not quiet:
+            print(output, end='', flush=True)
+        if code != 0:
             if quiet:
-                print(
-                    done.stdout[-2000:] + done.stderr[-3000:], file=sys.stderr)
+                print(output[-5000:], file=sys.stderr)
             raise UserError(f'step {self.done}, tools/{tool}, failed (exit '
-                            f'{done.returncode}); its output is above. The '
-                            'command: ' + ' '.join(command[1:]))
+                            f'{code}); its output is above. The command: ' +
+                            ' '.join([path, *args]))
         print(f'      done in {time.monotonic() - start:.0f} s', flush=True)
 
 

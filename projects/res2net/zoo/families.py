@@ -22,7 +22,6 @@ reported with its exception's first line; the control's failures
 are outside the backbone, so the goal is that every family whose control
 passes also passes with Res2Net.
 """
-import multiprocessing
 import os
 import os.path as osp
 import queue
@@ -38,6 +37,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from .. import models  # noqa: F401  (registers Res2NetBackbone)
+from ..engine.forked import forkserver
 from ..errors import UserError
 from .config_maker import (RESNET_TYPES, backbone_path, config_node,
                            swap_backbone)
@@ -212,26 +212,17 @@ def _child(root: str, config: str, variant: str, queue) -> None:
     queue.put(check_family(root, config, variant))
 
 
-# What every family's process needs, imported once by the process it is
-# forked from (mmdet's registries as register_all_modules fills them).
-_PRELOAD = [
-    __name__, 'mmdet.datasets', 'mmdet.engine', 'mmdet.evaluation',
-    'mmdet.models', 'mmdet.visualization'
-]
-
-
 def check_in_process(root: str, item: FamilyConfig, *, variant: str,
                      timeout: float) -> dict:
     """:func:`check_family` in a process of its own, stopped after
     ``timeout`` seconds (both columns then say ``timeout``; ``fail`` if it
     died).
 
-    The process is forked from multiprocessing's fork server, which has
-    imported :data:`_PRELOAD` and run nothing else: each family starts from
-    the same state, without paying for the imports again.
+    The process is forked from the fork server of
+    :mod:`projects.res2net.engine.forked`: each family starts from the same
+    state, without paying for the imports again.
     """
-    context = multiprocessing.get_context('forkserver')
-    context.set_forkserver_preload(_PRELOAD)
+    context = forkserver()
     results = context.Queue()
     process = context.Process(
         target=_child, args=(root, item.config, variant, results))

@@ -62,8 +62,8 @@ def test_only_epoch_based_configs_fit():
 
 
 def test_a_failing_step_shows_its_output_and_command(capsys, tmp_path):
-    # A tool that fails before it imports torch: the step, not the import,
-    # is the subject.
+    # A tool that fails on its arguments: the step, not the tool, is the
+    # subject.
     runner = StepRunner(total=3)
     with pytest.raises(UserError) as err:
         runner.run('misc/generate_demo_data.py', '--no-such-flag', '--out',
