@@ -17,6 +17,8 @@ from mmengine.config import Config
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from projects.res2net.models.precision import read_record
+
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 
@@ -608,6 +610,60 @@ def test_test_py_deploy_keeps_the_ap(call_tool, trained_demo, tested_demo,
     metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert abs(metrics[key] - tested_demo.metrics[key]) <= 0.002, key
+
+
+def test_quantize_py_writes_a_program_that_test_py_checks(
+        call_tool, trained_demo, quick, tmp_path):
+    """quantize.py writes the int8 program of the trained demo and its
+    record; test.py --precision int8 refuses it for other weights, in one
+    line, before anything is written. (Testing with the program compiles
+    it, about a minute of CPU: docs/speed.md has its AP, measured with
+    test.py; the suite checks the program's outputs on a small backbone,
+    tests/projects/res2net/models/test_precision.py.)"""
+    data = trained_demo.root / 'data'
+    program = tmp_path / 'demo.int8.pt2'
+    result = call_tool('deployment/quantize.py', DEMO, trained_demo.checkpoint,
+                       '--calib-images', 1, '--out', program, *quick(data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1].startswith(
+        f'int8 program written to {program} in ')
+    record = read_record(str(program))
+    assert record['checkpoint'] == str(trained_demo.checkpoint)
+    assert record['calib_images'] == 1
+    assert record['calib_data'] == \
+        f'{data}/annotations/instances_train2017.json'
+
+    # The same weights saved again: another file, another sha256.
+    other = tmp_path / 'other.pth'
+    saved = torch.load(trained_demo.checkpoint, weights_only=False)
+    saved['meta']['saved_again'] = True
+    torch.save(saved, other)
+    result = call_tool('test.py', DEMO, other, '--precision', 'int8',
+                       '--int8-program', program, '--work-dir',
+                       tmp_path / 'refused', *quick(data))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f'error: {program} was made from '
+                                    f'{trained_demo.checkpoint}')
+    assert not (tmp_path / 'refused').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--int8-program', 'x.pt2'], '--int8-program is for --precision int8'),
+    (['--precision', 'int8', '--tta'], '--tta with --precision int8: test '
+     'the low-precision form without test-time augmentation'),
+    (['--precision', 'int8', '--calib-images', '0'
+      ], '--calib-images 0: calibrate on at least 1 image (default 32)'),
+])
+def test_test_py_refuses_a_precision_setting_in_one_line(
+        call_tool, tiny_demo_data, quick, tmp_path, args, message):
+    checkpoint = tmp_path / 'weights.pth'
+    torch.save({}, checkpoint)
+    result = call_tool('test.py', DEMO, checkpoint, *args, '--work-dir',
+                       tmp_path / 'wd', *quick(tiny_demo_data))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f'error: {message}'
+    assert not (tmp_path / 'wd').exists()
 
 
 @pytest.fixture

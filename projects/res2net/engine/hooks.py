@@ -23,11 +23,15 @@ import numpy as np
 import torch
 from mmengine.dist import all_reduce, barrier, get_rank, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ..errors import ConfigValueError, NonFiniteLoss, UserError
 from ..models.deploy import DeployReport, deploy
+from ..models.precision import (PRECISIONS, check_int8_program, dense_part,
+                                load_int8, quantize_int8, to_precision)
+from .calibration import calibration_inputs
 from .fileio import ATOMIC_BACKEND_ARGS, write_text
 from .preemption import TrainingStopped, restart_count, stop_signals
 
@@ -287,16 +291,24 @@ def _scalar(value: Any) -> Optional[float]:
 @HOOKS.register_module()
 class DeployHook(Hook):
     """Test the deploy form of the model: :func:`deploy` applied once the
-    checkpoint is loaded, before the first test batch.
+    checkpoint is loaded, before the first test batch, then the backbone and
+    neck in the precision asked for (:mod:`projects.res2net.models.precision`).
 
-    ``tools/test.py --deploy`` adds it, so that the AP of the deploy form is
-    measured by the same test loop and metric as the trained model's. In a
-    config: ``custom_hooks = [dict(type='DeployHook')]``.
+    ``tools/test.py --deploy [--precision bf16|int8]`` adds it, so that the
+    AP of the deploy form is measured by the same test loop and metric as
+    the trained model's. In a config: ``custom_hooks =
+    [dict(type='DeployHook')]``.
 
     Args:
         fold_bn: Fold BatchNorm layers into convs.
         channels_last: Run in channels-last.
-        compile: Compile the backbone and neck with ``torch.compile``.
+        compile: Compile the backbone and neck with ``torch.compile`` (bf16
+            and int8 always are).
+        precision: ``fp32``, ``bf16`` or ``int8``.
+        int8_program: For int8, a program file written by
+            ``tools/deployment/quantize.py`` for this checkpoint; without
+            one the hook calibrates on ``calib_images`` train images first.
+        calib_images: Calibration images when there is no program.
     """
 
     priority = 'VERY_LOW'  # after every hook that may touch the weights
@@ -304,16 +316,56 @@ class DeployHook(Hook):
     def __init__(self,
                  fold_bn: bool = True,
                  channels_last: bool = True,
-                 compile: bool = False) -> None:
-        if not (fold_bn or channels_last or compile):
+                 compile: bool = False,
+                 precision: str = 'fp32',
+                 int8_program: Optional[str] = None,
+                 calib_images: int = 32) -> None:
+        if not (fold_bn or channels_last or compile or precision != 'fp32'):
             raise UserError('DeployHook with fold_bn, channels_last and '
                             'compile all off would test the model unchanged;'
                             ' turn one on or drop the hook')
+        if precision not in PRECISIONS:
+            raise UserError(f'DeployHook precision={precision!r}: use one '
+                            f'of {", ".join(PRECISIONS)}')
+        if int8_program is not None and precision != 'int8':
+            raise UserError('an int8 program is for precision int8, not '
+                            f'{precision}')
         self.options = dict(
-            fold_bn=fold_bn, channels_last=channels_last, compile=compile)
+            fold_bn=fold_bn,
+            channels_last=channels_last,
+            compile=compile and precision == 'fp32')
+        self.precision = precision
+        self.int8_program = int8_program
+        self.calib_images = calib_images
         self.report: Optional[DeployReport] = None
 
     def before_test(self, runner) -> None:
         """Deploy the model whose checkpoint the Runner has just loaded."""
         self.report = deploy(runner.model, **self.options)
-        runner.logger.info(f'deploy form: {self.report.summary()}')
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        program = None
+        if self.precision == 'int8':
+            program = self._int8_program(runner, model)
+        done = to_precision(model, self.precision, program=program)
+        summary = '; '.join(filter(None, [self.report.summary(), done]))
+        runner.logger.info(f'deploy form: {summary}')
+
+    def _int8_program(self, runner, model):
+        """The saved program, checked against this run's checkpoint and
+        model, or a new one calibrated on the train images."""
+        checkpoint = runner.cfg.load_from
+        if self.int8_program:
+            record = check_int8_program(self.int8_program, runner.cfg.model,
+                                        checkpoint)
+            runner.logger.info(
+                f'int8: the program {self.int8_program} (calibrated on '
+                f'{record["calib_images"]} images of {record["calib_data"]})')
+            return load_int8(self.int8_program)
+        runner.logger.info(
+            f'int8: calibrating on {self.calib_images} train images first '
+            '(tools/deployment/quantize.py saves a program to test with)')
+        return quantize_int8(
+            dense_part(model),
+            calibration_inputs(runner.cfg, model.data_preprocessor,
+                               self.calib_images))

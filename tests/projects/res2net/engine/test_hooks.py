@@ -119,6 +119,18 @@ def test_deploy_hook_needs_something_to_do():
         DeployHook(fold_bn=False, channels_last=False, compile=False)
 
 
+@pytest.mark.parametrize('options, message', [
+    (dict(precision='fp16'),
+     "DeployHook precision='fp16': use one of fp32, bf16, int8"),
+    (dict(precision='bf16', int8_program='model.int8.pt2'),
+     'an int8 program is for precision int8, not bf16'),
+])
+def test_deploy_hook_refuses_a_precision_it_has_not(options, message):
+    with pytest.raises(UserError) as err:
+        DeployHook(**options)
+    assert str(err.value) == message
+
+
 def test_deploy_hook_deploys_the_loaded_model():
     backbone = MODELS.build(dict(type='Res2NetBackbone', depth=50))
     backbone.train()
