@@ -21,7 +21,7 @@ from projects.res2net.datasets.dataset_check import check_config, skipped_lines
 from projects.res2net.engine.calibration import check_calib_images
 from projects.res2net.engine.cli import (ap_table, build_runner, check_data,
                                          config_from_args, make_parser,
-                                         parse_cli, run_tool)
+                                         parse_cli, require_file, run_tool)
 from projects.res2net.engine.faults import run_faults
 from projects.res2net.engine.fileio import write_json
 from projects.res2net.engine.preflight import (build_model, check_types,
@@ -125,6 +125,13 @@ def main() -> None:
         args.precision, device=get_device(), force=args.force_precision)
     if note:
         print(f'note: {note}', flush=True)
+    if args.int8_program:
+        # A program made from other weights or another model: refused
+        # before anything is built or written.
+        require_file(
+            args.checkpoint, 'checkpoint',
+            'pass the .pth that tools/train.py wrote for this config')
+        check_int8_program(args.int8_program, cfg.model, args.checkpoint)
     check_data(cfg, ['test_dataloader'])
     datasets = check_config(cfg, ['test_dataloader'])
     # mmengine would load a checkpoint that does not fit non-strictly and
@@ -145,11 +152,6 @@ def main() -> None:
     if args.deploy or args.precision != 'fp32':
         hook = dict(type='DeployHook', precision=precision)
         if precision == 'int8':
-            if args.int8_program:
-                # Refused now, before anything is written, if it is not
-                # this checkpoint's.
-                check_int8_program(args.int8_program, cfg.model,
-                                   args.checkpoint)
             hook.update(
                 int8_program=args.int8_program, calib_images=args.calib_images)
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]

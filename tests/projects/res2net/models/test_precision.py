@@ -6,25 +6,28 @@ import zipfile
 import pytest
 import torch
 from mmdet.registry import MODELS
-from torch import nn
 from torch.nn.functional import cosine_similarity
 
 from projects.res2net.errors import UserError
-from projects.res2net.models.backbone import Bottle2neck
 from projects.res2net.models.deploy import fold_batch_norms
-from projects.res2net.models.precision import (Bf16Dense, DensePart, Int8Dense,
-                                               check_int8_program, cpu_has,
-                                               file_sha256, load_int8,
+from projects.res2net.models.precision import (DensePart, check_int8_program,
+                                               cpu_has, file_sha256, load_int8,
                                                model_digest, precision_plan,
                                                quantize_int8, read_record,
                                                save_int8)
 
-# A slim Res2Net-50 (the demo's widths) at the export's smallest size.
+# The first two stages of a slim Res2Net-50 (the demo's widths: 7 blocks,
+# a stage block with its pooled split among them), at the export's smallest
+# size: the whole network takes twice as long to export.
 BACKBONE = dict(
     type='Res2NetBackbone',
     depth=50,
     base_channels=16,
     base_width=6,
+    num_stages=2,
+    strides=(1, 2),
+    dilations=(1, 1),
+    out_indices=(0, 1),
     init_cfg=None)
 SIZE = 96
 
@@ -58,7 +61,7 @@ def test_the_int8_program_is_close_to_fp32_at_every_level(int8):
     with torch.no_grad():
         want = dense(image)
         got = program.module()(image)
-    assert len(got) == len(want) == 4
+    assert len(got) == len(want) == 2
     for level, (g, w) in enumerate(zip(got, want)):
         assert g.shape == w.shape
         assert cosine_similarity(g.flatten(), w.flatten(), 0) >= 0.99, level
@@ -131,37 +134,3 @@ def test_what_each_cpu_kind_runs():
             UserError, match='--precision int8 is a deploy form '
             'for x86 CPUs'):
         precision_plan('int8', device='cuda', force=False)
-
-
-class _OneBlock(nn.Module):
-    """A stem and one Res2Net block: the smallest dense part to compile
-    (a whole backbone takes about a minute of CPU)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 3, stride=2, padding=1), nn.ReLU())
-        self.block = Bottle2neck(
-            64, 16, scales=4, base_width=26, base_channels=16)
-
-    def forward(self, x):
-        return (self.block(self.stem(x)), )
-
-
-def test_the_compiled_forms_run_and_stay_close():
-    """Int8Dense compiles the int8 program with freezing (oneDNN's int8
-    kernels); Bf16Dense runs under autocast (emulated on a CPU without
-    bf16). Both give fp32 outputs near fp32's, and eval() leaves the
-    exported program alone. (One size each: each compile costs seconds;
-    the program's dynamic size is checked above.)"""
-    torch.manual_seed(0)
-    dense = _OneBlock().eval()
-    images = [torch.randn(1, 3, SIZE, SIZE) for _ in range(3)]
-    int8 = Int8Dense(quantize_int8(dense, images[:2]).module())
-    int8.eval()
-    with torch.no_grad():
-        want = dense(images[2])[0]
-    for form in (int8, Bf16Dense(dense)):
-        got = form(images[2])[0]
-        assert got.dtype == torch.float32 and got.shape == want.shape
-        assert cosine_similarity(got.flatten(), want.flatten(), 0) >= 0.99
