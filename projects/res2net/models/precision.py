@@ -27,7 +27,7 @@ import logging
 import os
 import zipfile
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -369,38 +369,32 @@ def precision_plan(precision: str, *, device: str,
     return precision, note
 
 
-def to_precision(detector: nn.Module,
-                 precision: str,
-                 *,
-                 program=None,
-                 calibration: Optional[Callable[[], Iterable[Tensor]]] = None
-                 ) -> str:
+def to_precision(detector: nn.Module, precision: str, *, program=None) -> str:
     """Put the detector's dense part in ``precision``, in place.
 
     Args:
         detector: An eval-mode detector with ``backbone`` (and ``neck``).
         precision: One of :data:`PRECISIONS`; ``fp32`` changes nothing.
-        program: For int8, a program from :func:`quantize_int8` or
-            :func:`load_int8`; without one, ``calibration`` makes it.
-        calibration: For int8 without ``program``: gives the calibration
-            inputs.
+        program: For int8 (and only for it), the program of this
+            detector's dense part, from :func:`quantize_int8` or
+            :func:`load_int8`.
 
     Returns:
         What was done, for the deploy report.
+
+    Raises:
+        UserError: An unknown precision, or int8 without its program.
     """
     if precision not in PRECISIONS:
         raise UserError(f'precision {precision!r}: use one of '
                         f'{", ".join(PRECISIONS)}')
+    if (program is None) == (precision == 'int8'):
+        raise UserError('an int8 program goes with precision int8, and '
+                        f'only with it (precision {precision})')
     if precision == 'fp32':
         return ''
-    dense = dense_part(detector).eval()
     if precision == 'bf16':
-        _install(detector, Bf16Dense(dense))
+        _install(detector, Bf16Dense(dense_part(detector).eval()))
         return 'backbone and neck in bf16 (autocast, compiled)'
-    if program is None:
-        if calibration is None:
-            raise UserError('int8 needs a saved program or calibration '
-                            'images')
-        program = quantize_int8(dense, calibration())
     _install(detector, Int8Dense(program.module()))
     return 'backbone and neck in int8 (PT2E, x86 inductor quantizer)'

@@ -6,6 +6,7 @@ import zipfile
 import pytest
 import torch
 from mmdet.registry import MODELS
+from torch import nn
 from torch.nn.functional import cosine_similarity
 
 from projects.res2net.errors import UserError
@@ -14,7 +15,7 @@ from projects.res2net.models.precision import (DensePart, check_int8_program,
                                                cpu_has, file_sha256, load_int8,
                                                model_digest, precision_plan,
                                                quantize_int8, read_record,
-                                               save_int8)
+                                               save_int8, to_precision)
 
 # The first two stages of a slim Res2Net-50 (the demo's widths: 7 blocks,
 # a stage block with its pooled split among them), at the export's smallest
@@ -134,3 +135,16 @@ def test_what_each_cpu_kind_runs():
             UserError, match='--precision int8 is a deploy form '
             'for x86 CPUs'):
         precision_plan('int8', device='cuda', force=False)
+
+
+def test_to_precision_takes_a_program_for_int8_only(int8):
+    _, program, *_ = int8
+    for precision, given in (('int8', None), ('bf16', program), ('fp32',
+                                                                 program)):
+        with pytest.raises(
+                UserError,
+                match='an int8 program goes with '
+                'precision int8, and only with it'):
+            to_precision(nn.Identity(), precision, program=given)
+    with pytest.raises(UserError, match="precision 'fp16': use one of"):
+        to_precision(nn.Identity(), 'fp16')
