@@ -20,8 +20,9 @@ from mmengine.dist import is_main_process
 from projects.res2net.datasets.dataset_check import check_config, skipped_lines
 from projects.res2net.engine.calibration import check_calib_images
 from projects.res2net.engine.cli import (ap_table, build_runner, check_data,
-                                         config_from_args, make_parser,
-                                         parse_cli, require_file, run_tool)
+                                         config_from_args, innermost,
+                                         make_parser, parse_cli, require_file,
+                                         run_tool)
 from projects.res2net.engine.faults import run_faults
 from projects.res2net.engine.fileio import write_json
 from projects.res2net.engine.preflight import (build_model, check_types,
@@ -89,10 +90,8 @@ def enable_tta(cfg: ConfigDict) -> None:
             tta_cfg=dict(
                 nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
     if 'tta_pipeline' not in cfg:
-        dataset = cfg.test_dataloader.dataset
-        while 'dataset' in dataset:
-            dataset = dataset['dataset']
-        cfg.tta_pipeline = deepcopy(dataset.pipeline)
+        cfg.tta_pipeline = deepcopy(
+            innermost(cfg.test_dataloader.dataset).pipeline)
         flips = [
             dict(type='RandomFlip', prob=1.),
             dict(type='RandomFlip', prob=0.)

@@ -59,7 +59,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import nn
 
-from ..engine.cli import build_detector
+from ..engine.cli import build_detector, innermost
 from ..errors import UserError
 from ..models.deploy import DeployReport, deploy
 from .speed import (calibrate_batch_norms, counterpart, describe_device,
@@ -136,9 +136,7 @@ def _resizes(node: Any) -> Iterator[Dict]:
 def resize_note(cfg: Config) -> str:
     """The test pipeline's resize step(s), e.g. ``Resize(scale=(1333, 800),
     keep_ratio=True)``: fps mean little without the image size."""
-    dataset = cfg.test_dataloader.dataset
-    while 'dataset' in dataset:
-        dataset = dataset['dataset']
+    dataset = innermost(cfg.test_dataloader.dataset)
     steps = [
         f"{t['type']}(scale={t.get('scale', t.get('scale_factor'))}, "
         f"keep_ratio={t.get('keep_ratio', False)})"

@@ -3,7 +3,7 @@
 test pipeline reads them (no augmentation), through the model's data
 preprocessor, one at a time."""
 from copy import deepcopy
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from mmdet.registry import DATASETS
 from mmengine.config import ConfigDict
@@ -12,14 +12,7 @@ from mmengine.registry import init_default_scope
 from torch import Tensor
 
 from ..errors import UserError
-
-
-def innermost(dataset_cfg: Any) -> Any:
-    """The dataset inside wrappers (``RepeatDataset``, ``ClassBalanced``
-    ...): the one with the annotations and the pipeline."""
-    while 'dataset' in dataset_cfg:
-        dataset_cfg = dataset_cfg['dataset']
-    return dataset_cfg
+from .cli import innermost
 
 
 def check_calib_images(num_images: int) -> None:

@@ -272,6 +272,14 @@ def _rebase(node: Any, old: str, new: str) -> Any:
     return node
 
 
+def innermost(dataset_cfg: Any) -> Any:
+    """The dataset inside wrappers (``RepeatDataset``, ``ClassBalanced``
+    ...): the one with the annotations and the pipeline."""
+    while 'dataset' in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
 def load_config(path: str,
                 cfg_options: Optional[Mapping[str, Any]] = None) -> Config:
     """Read a config file and apply ``--cfg-options``.

@@ -10,8 +10,8 @@ from mmengine.config import Config
 from ..models.deploy import deploy
 from ..models.precision import (dense_part, int8_record, quantize_int8,
                                 save_int8)
-from .calibration import calibration_inputs, check_calib_images, innermost
-from .cli import build_detector
+from .calibration import calibration_inputs, check_calib_images
+from .cli import build_detector, innermost
 
 
 def default_program_path(checkpoint: str) -> str:
