@@ -18,20 +18,18 @@ from mmengine.device import get_device
 from mmengine.dist import is_main_process
 
 from projects.res2net.datasets.dataset_check import check_config, skipped_lines
-from projects.res2net.engine.calibration import check_calib_images
 from projects.res2net.engine.cli import (ap_table, build_runner, check_data,
                                          config_from_args, innermost,
-                                         make_parser, parse_cli, require_file,
-                                         run_tool)
+                                         make_parser, parse_cli, run_tool)
 from projects.res2net.engine.faults import run_faults
 from projects.res2net.engine.fileio import write_json
 from projects.res2net.engine.preflight import (build_model, check_types,
                                                check_weights, config_errors,
                                                removed_on_early_failure)
+from projects.res2net.engine.quantize import (add_precision_arguments,
+                                              plan_precisions)
 from projects.res2net.errors import UserError
 from projects.res2net.models.checkpoint import no_random_init
-from projects.res2net.models.precision import (PRECISIONS, check_int8_program,
-                                               precision_plan)
 from projects.res2net.paths import METRICS_JSON
 
 
@@ -58,27 +56,7 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='test the deploy form: BN folded into the convs, channels-last '
         '(projects/res2net/models/deploy.py)')
-    parser.add_argument(
-        '--precision',
-        choices=PRECISIONS,
-        default='fp32',
-        help='the backbone and neck of the deploy form in bf16 or int8 on '
-        'an x86 CPU (projects/res2net/models/precision.py; implies --deploy)')
-    parser.add_argument(
-        '--int8-program',
-        help='for --precision int8: the program that '
-        'tools/deployment/quantize.py wrote for this checkpoint (without '
-        'one, test.py calibrates first)')
-    parser.add_argument(
-        '--calib-images',
-        type=int,
-        default=32,
-        help='for --precision int8 without a program: calibrate on this '
-        'many train images (default 32)')
-    parser.add_argument(
-        '--force-precision',
-        action='store_true',
-        help='run bf16 on a CPU without bf16 instructions (emulated, slow)')
+    add_precision_arguments(parser, several=False, what='test')
     return parse_cli(parser)
 
 
@@ -112,25 +90,11 @@ def main() -> None:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise UserError(f'--out {args.out}: predictions are dumped as a '
                         'pickle; use a .pkl file name')
-    if args.int8_program and args.precision != 'int8':
-        raise UserError('--int8-program is for --precision int8')
     if args.tta and args.precision != 'fp32':
         raise UserError(f'--tta with --precision {args.precision}: test the '
                         'low-precision form without test-time augmentation')
-    if args.precision == 'int8' and not args.int8_program:
-        check_data(cfg, ['train_dataloader'])  # the calibration images
-    check_calib_images(args.calib_images)
-    precision, note = precision_plan(
-        args.precision, device=get_device(), force=args.force_precision)
-    if note:
-        print(f'note: {note}', flush=True)
-    if args.int8_program:
-        # A program made from other weights or another model: refused
-        # before anything is built or written.
-        require_file(
-            args.checkpoint, 'checkpoint',
-            'pass the .pth that tools/train.py wrote for this config')
-        check_int8_program(args.int8_program, cfg.model, args.checkpoint)
+    precision, = plan_precisions(
+        args, cfg, device=get_device(), checkpoint=args.checkpoint)
     check_data(cfg, ['test_dataloader'])
     datasets = check_config(cfg, ['test_dataloader'])
     # mmengine would load a checkpoint that does not fit non-strictly and

@@ -20,6 +20,8 @@ from projects.res2net.engine.cli import (add_cfg_options, check_data,
                                          load_config, require_file, run_tool,
                                          tool_parser)
 from projects.res2net.engine.fileio import write_json
+from projects.res2net.engine.quantize import (add_precision_arguments,
+                                              plan_precisions)
 from projects.res2net.errors import UserError
 from projects.res2net.paths import BENCHMARK_JSON
 
@@ -73,6 +75,7 @@ def parse_args() -> argparse.Namespace:
         help='also time the same detector with mmdet\'s ResNet (resnet) or '
         'mmdet\'s Res2Net (mmdet-res2net) as its backbone, interleaved, and '
         'print the fps ratio')
+    add_precision_arguments(parser, several=True, what='time')
     add_device_arguments(parser, amp_help='float16 autocast (CUDA only)')
     add_cfg_options(parser)
     return parser.parse_args()
@@ -91,9 +94,11 @@ def main() -> None:
             'random weights')
     device = device_of(args)
     check_data(cfg, ['test_dataloader'])
+    precisions = plan_precisions(
+        args, cfg, device=device, checkpoint=args.checkpoint)
 
-    fuse = args.fuse_conv_bn or args.deploy
-    channels_last = args.channels_last or args.deploy
+    fuse = args.fuse_conv_bn or args.deploy or bool(precisions)
+    channels_last = args.channels_last or args.deploy or bool(precisions)
     result, report = benchmark_detector(
         cfg,
         config=args.config,
@@ -105,14 +110,17 @@ def main() -> None:
         channels_last=channels_last,
         compile=args.compile,
         amp=args.amp,
-        against=args.against_backbone)
+        against=args.against_backbone,
+        precisions=precisions,
+        int8_program=args.int8_program,
+        calib_images=args.calib_images)
     path = osp.join(
         work_dir_of(args.config, cfg, args.work_dir), BENCHMARK_JSON)
     write_json(path, result)
 
     memory, against = result['peak_memory_mb'], result['against']
     forms = (('fused conv-bn', fuse), ('channels-last', channels_last),
-             ('compiled', args.compile), ('float16 autocast', args.amp))
+             ('compiled', result['compile']), ('float16 autocast', args.amp))
     options = [name for name, on in forms if on]
     print(f'{args.config}: {result["fps"]:.2f} fps, '
           f'{result["ms_per_image"]:.1f} '
@@ -126,6 +134,11 @@ def main() -> None:
            None else f'weights {args.checkpoint}'))
     if report.summary():
         print(report.summary())
+    for precision, form in result['precisions'].items():
+        print(f'{precision}: {form["fps"]:.2f} fps, '
+              f'{form["ms_per_image"]:.1f} ms/image, fps ratio to '
+              f'{precisions[0]}: {form["fps_ratio"]:.2f}; '
+              f'{form["compiles"]} graph(s) compiled; {form["form"]}')
     if against:
         print(f'against the same detector with {args.against_backbone} '
               f'(random weights), interleaved: {against["fps"]:.2f} fps, '

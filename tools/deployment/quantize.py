@@ -1,6 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""Write the int8 program of a trained detector (backbone and neck), for
-``tools/test.py --precision int8 --int8-program FILE``.
+"""Write the int8 program of a trained detector (backbone, neck and a
+one-stage head's convs), for ``tools/test.py`` and
+``tools/analysis_tools/benchmark.py --precision int8 --int8-program FILE``.
 
 Example:
     python tools/deployment/quantize.py configs/faster_rcnn_r2_101_fpn_2x.py \\
@@ -19,8 +20,8 @@ from projects.res2net.models.precision import cpu_note
 def parse_args() -> argparse.Namespace:
     parser = tool_parser(
         'Calibrate a trained detector on its train images and write the '
-        'int8 program of its backbone and neck (PT2E, x86 CPUs)',
-        'python tools/deployment/quantize.py '
+        'int8 program of its backbone and neck (and a one-stage head\'s '
+        'convs; PT2E, x86 CPUs)', 'python tools/deployment/quantize.py '
         'configs/faster_rcnn_r2_101_fpn_2x.py work_dirs/faster/epoch_24.pth')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='the trained checkpoint')

@@ -20,7 +20,19 @@ one is also timed with that off):
 * ``deploy``: the deploy form of ``projects/res2net/models/deploy.py``: BN
   folded into the convs, channels-last;
 * ``compiled``: the deploy form compiled with ``torch.compile`` (inductor,
-  freezing); compiling takes minutes on a small CPU.
+  freezing); compiling takes minutes on a small CPU;
+* ``int8`` and ``bf16`` (``--precision``, x86 CPUs): the deploy form in
+  that precision (``projects/res2net/models/precision.py``): int8
+  calibrated on the timed input, bf16 under autocast, both compiled. Their
+  outputs are compared with the eager ones by cosine similarity per level
+  (rounding, not a bug, makes them differ), and their share of the peak is
+  of that precision's own peak: a chain of three 1x1 convs in that
+  precision (int8 from end to end, no dequantize between the convs),
+  timed in the same rounds beside the same chain in fp32, compiled.
+
+``--with-neck`` times each backbone followed by mmdet's FPN as the detector
+configs set it (256 channels, 5 levels): the dense part that the
+low precisions replace in a detector.
 
 Each backbone gets random weights, BN statistics calibrated on the input
 and random BN affine terms (so that folding changes something), the same
@@ -61,6 +73,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..engine.cli import init_random_weights
 from ..errors import UserError
 from ..models.deploy import deploy
+from ..models.precision import Bf16Dense, DensePart, Int8Dense, quantize_int8
 from ..paths import REPO_ROOT
 from .speed import (calibrate_batch_norms, counterpart, interleaved_seconds,
                     medians)
@@ -74,11 +87,19 @@ DLA60, OURS_NEXT = 'dla60', 'ours-next'
 FAMILIES = ('resnet', 'dla')
 # Res2NetDLA's arguments that the plain DLA does not take.
 _RES2NET_ONLY = ('scales', 'base_width', 'groups')
-MODES = ('nchw', 'channels_last', 'deploy', 'compiled')
-INFERENCE_ONLY = ('deploy', 'compiled')
+LOW_PRECISIONS = ('bf16', 'int8')
+MODES = ('nchw', 'channels_last', 'deploy', 'compiled') + LOW_PRECISIONS
+INFERENCE_ONLY = ('deploy', 'compiled') + LOW_PRECISIONS
+# A low-precision model's outputs must point the way the eager ones do:
+# cosine similarity per output level at least this. On random weights int8
+# rounding compounds over depth (backbone + FPN at 800x1344: R2-50 0.992,
+# ResNet-50 0.990, ResNet-101 0.979); a wrong program (a layout, an order)
+# lands far below.
+MIN_COSINE = 0.9
 # Deployed outputs must equal the eager ones within this, relative to the
-# largest output value.
-TOLERANCE = 1e-4
+# largest output value; with an FPN, which sums up to four levels, within
+# the second (fp32 compiled R2-50 + FPN at 800x1344: 1.1e-4).
+TOLERANCE, NECK_TOLERANCE = 1e-4, 5e-4
 
 
 class Lineup(NamedTuple):
@@ -93,6 +114,11 @@ class Lineup(NamedTuple):
             (the network ours replaces, as users run it).
         nchw_only: Roles timed in eager ``nchw`` inference only (ours with
             a switch off: elsewhere the same computation).
+        low_precision: Roles timed in the low precisions too: ours and the
+            plain networks they are weighed against. mmdet's Res2Net is
+            not: its int8 form is no deploy path of this project (with the
+            quantizer's defaults its outputs came out at cosine 0.91 to
+            fp32 on random weights, against ours' 0.99).
     """
 
     configs: Dict[str, dict]
@@ -100,6 +126,7 @@ class Lineup(NamedTuple):
     baselines: Tuple[str, ...]
     eager: str
     nchw_only: Tuple[str, ...]
+    low_precision: Tuple[str, ...]
 
     def ratio_key(self, role: str, nchw: bool = False) -> str:
         """The result key of the ratio to ``role`` (in eager NCHW)."""
@@ -132,8 +159,12 @@ class BackboneTimings(NamedTuple):
         peak_gflops: The peak product's GFLOP/s.
         table: The markdown table of :func:`speed_table`.
         results: Its rows as dicts (what ``--out`` writes).
-        errors: Each deployed model's largest relative difference to its
-            eager outputs, by ``'<label> <mode>'``.
+        errors: Each fp32 deployed model's largest relative difference to
+            its eager outputs, by ``'<label> <mode>'``.
+        cosines: Each low-precision model's smallest cosine similarity to
+            its eager outputs (per level), by ``'<label> <mode>'``.
+        chain_gops: The GFLOP/s (GOP/s for int8) of the chain of
+            :func:`chain_peaks` in each precision timed.
     """
 
     runs: List[BackboneRun]
@@ -142,6 +173,8 @@ class BackboneTimings(NamedTuple):
     table: str
     results: List[dict]
     errors: Dict[str, float]
+    cosines: Dict[str, float]
+    chain_gops: Dict[str, float]
 
 
 def lineup(family: str, depth: Optional[int] = None) -> Lineup:
@@ -179,7 +212,8 @@ def lineup(family: str, depth: Optional[int] = None) -> Lineup:
             },
             baselines=(RESNET, MMDET_R2),
             eager=MMDET_R2,
-            nchw_only=(OURS_NCHW, ))
+            nchw_only=(OURS_NCHW, ),
+            low_precision=(RESNET, OURS))
     if family == 'dla':
         if depth is not None:
             raise UserError(f'--depth {depth} is for --family resnet; the '
@@ -204,7 +238,8 @@ def lineup(family: str, depth: Optional[int] = None) -> Lineup:
             },
             baselines=(DLA60, RESNET),
             eager=DLA60,
-            nchw_only=(OURS_NCHW, ))
+            nchw_only=(OURS_NCHW, ),
+            low_precision=(DLA60, RESNET, OURS, OURS_NEXT))
     raise UserError(f'no lineup {family!r}: choose one of '
                     f'{", ".join(FAMILIES)}')
 
@@ -247,6 +282,32 @@ def _relative_error(got: Sequence[Tensor], want: Sequence[Tensor]) -> float:
                for g, w in zip(got, want))
 
 
+def _cosine(got: Sequence[Tensor], want: Sequence[Tensor]) -> float:
+    return min(
+        torch.nn.functional.cosine_similarity(
+            g.flatten(), w.flatten(), dim=0).item() for g, w in zip(got, want))
+
+
+def with_neck(backbone: nn.Module, x: Tensor) -> DensePart:
+    """``backbone`` followed by mmdet's FPN as the detector configs set it
+    (its input channels read from one forward of ``x``), random weights."""
+    backbone.eval()  # (mmdet's ResNet.train returns None: no chaining)
+    with torch.no_grad():
+        channels = [f.shape[1] for f in backbone(x[:1])]
+    neck = MODELS.build(
+        dict(type='FPN', in_channels=channels, out_channels=256,
+             num_outs=5)).to(x.device)
+    init_random_weights(neck)
+    return DensePart(backbone, neck)
+
+
+def low_precision(model: nn.Module, precision: str, x: Tensor) -> nn.Module:
+    """The deployed ``model`` in ``precision`` (int8 calibrated on ``x``)."""
+    if precision == 'bf16':
+        return Bf16Dense(model)
+    return Int8Dense(quantize_int8(model, [x]).module())
+
+
 def _step(model: nn.Module, x: Tensor, train: bool,
           autocast) -> Callable[[], object]:
     """One timed call: a forward (no grad), or forward + backward."""
@@ -267,11 +328,19 @@ def _step(model: nn.Module, x: Tensor, train: bool,
     return run
 
 
-def build_runs(x: Tensor, *, device: str, backbones: Lineup,
-               modes: Sequence[str], train: bool,
-               amp: bool) -> Tuple[List[BackboneRun], Dict[str, float]]:
-    """Every backbone in every mode asked for, and each deployed model's
-    largest relative difference to its eager outputs.
+def build_runs(
+    x: Tensor,
+    *,
+    device: str,
+    backbones: Lineup,
+    modes: Sequence[str],
+    train: bool,
+    amp: bool,
+    neck: bool = False
+) -> Tuple[List[BackboneRun], Dict[str, float], Dict[str, float]]:
+    """Every backbone in every mode asked for, each fp32 deployed model's
+    largest relative difference to its eager outputs, and each
+    low-precision one's smallest cosine similarity to them.
 
     Args:
         x: The input batch, on ``device``.
@@ -281,13 +350,16 @@ def build_runs(x: Tensor, *, device: str, backbones: Lineup,
             ``nchw`` only.
         train: Forward + backward in training mode, else eval forwards.
         amp: Under float16 autocast (CUDA).
+        neck: Each backbone followed by an FPN (:func:`with_neck`).
     """
     register_all_modules()
     autocast = (lambda: torch.autocast('cuda', dtype=torch.float16)) \
         if amp else nullcontext
-    runs, errors = [], {}
+    runs, errors, cosines = [], {}, {}
     for name, cfg in backbones.configs.items():
         reference = _randomise(MODELS.build(cfg).to(device), x)
+        if neck:
+            reference = with_neck(reference, x)
         # (mmdet's ResNet.train returns None: no chained calls.)
         reference.eval()
         flops = FlopAnalyzer(reference, (x[:1], ))
@@ -299,6 +371,8 @@ def build_runs(x: Tensor, *, device: str, backbones: Lineup,
         for mode in modes:
             if name in backbones.nchw_only and (mode != 'nchw' or train):
                 continue  # elsewhere the same computation as OURS
+            if mode in LOW_PRECISIONS and name not in backbones.low_precision:
+                continue
             model = deepcopy(reference)
             inputs = x
             if mode == 'channels_last':
@@ -307,26 +381,41 @@ def build_runs(x: Tensor, *, device: str, backbones: Lineup,
             elif mode in INFERENCE_ONLY:
                 deploy(model, compile=mode == 'compiled')
                 inputs = x.contiguous(memory_format=torch.channels_last)
-                # Also compiles, where asked: outside the timed runs.
-                errors[f'{backbones.labels[name]} {mode}'] = _relative_error(
-                    _outputs(model, inputs), want)
+                key = f'{backbones.labels[name]} {mode}'
+                # Also compiles: outside the timed runs.
+                if mode in LOW_PRECISIONS:
+                    model = low_precision(model, mode, inputs)
+                    cosines[key] = _cosine(_outputs(model, inputs), want)
+                else:
+                    errors[key] = _relative_error(
+                        _outputs(model, inputs), want)
             runs.append(
                 BackboneRun(name, mode, _step(model, inputs, train, autocast),
                             macs))
-    return runs, errors
+    return runs, errors, cosines
 
 
-def check_deployed(errors: Dict[str, float]) -> None:
+def check_deployed(errors: Dict[str, float],
+                   cosines: Optional[Dict[str, float]] = None,
+                   *,
+                   neck: bool = False) -> None:
     """Stop unless every deployed model computes what its eager one does.
 
     Raises:
-        RuntimeError: An error above ``TOLERANCE``: a bug, not the user's.
+        RuntimeError: An fp32 error above ``TOLERANCE`` (``NECK_TOLERANCE``
+            with a ``neck``), or a low-precision cosine below
+            ``MIN_COSINE``: a bug, not the user's.
     """
+    tolerance = NECK_TOLERANCE if neck else TOLERANCE
     for key, error in errors.items():
-        if error > TOLERANCE:
+        if error > tolerance:
             raise RuntimeError(f'{key}: outputs differ from eager by '
                                f'{error:.1e} (relative), more than '
-                               f'{TOLERANCE:.0e}')
+                               f'{tolerance:.0e}')
+    for key, cosine in (cosines or {}).items():
+        if cosine < MIN_COSINE:
+            raise RuntimeError(f'{key}: outputs at cosine {cosine:.4f} to '
+                               f'eager, less than {MIN_COSINE}')
 
 
 # The dense product whose speed is the "peak" the backbones are held to:
@@ -353,13 +442,63 @@ def peak_run(device: str) -> Tuple[Callable[[], object], float]:
     return run, 2.0 * channels * channels * side * side
 
 
-def time_runs(runs: Sequence[BackboneRun], peak: Callable[[],
-                                                          object], device: str,
-              *, repeats: int, warmup: int) -> Dict[Tuple[str, str], float]:
+# The chain whose speed is each precision's peak: three 1x1 convs of 512
+# channels, each followed by a ReLU, over a 96x96 map (the smallest the
+# int8 export takes). In int8 the convs pass int8 to each other.
+CHAIN = 'chain peak (three 1x1 convs, 512 channels, 96x96)'
+CHAIN_CONVS, CHAIN_CHANNELS, CHAIN_SIDE = 3, 512, 96
+
+
+class _Chain(nn.Module):
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(*[
+            layer for _ in range(CHAIN_CONVS)
+            for layer in (nn.Conv2d(CHAIN_CHANNELS, CHAIN_CHANNELS, 1),
+                          nn.ReLU())
+        ])
+
+    def forward(self, x: Tensor) -> Tuple[Tensor]:
+        return (self.convs(x), )
+
+
+def chain_peaks(precisions: Sequence[str]
+                ) -> Dict[str, Tuple[Callable, float]]:
+    """The chain of ``CHAIN`` in fp32 (compiled) and in each precision of
+    ``precisions`` (CPU), as calls, and its FLOPs (2 per multiply-add)."""
+    torch.manual_seed(0)
+    chain = _Chain().eval().to(memory_format=torch.channels_last)
+    x = torch.rand(1, CHAIN_CHANNELS, CHAIN_SIDE,
+                   CHAIN_SIDE).contiguous(memory_format=torch.channels_last)
+    flops = 2.0 * CHAIN_CONVS * CHAIN_CHANNELS**2 * CHAIN_SIDE**2
+    models = {'fp32': deepcopy(chain)}
+    deploy(models['fp32'], compile=True)
+    for precision in precisions:
+        models[precision] = low_precision(deepcopy(chain), precision, x)
+    found = {}
+    for precision, model in models.items():
+        run = _step(model, x, False, nullcontext)
+        run()  # compiles: outside the timed runs
+        found[precision] = run, flops
+    return found
+
+
+def time_runs(runs: Sequence[BackboneRun],
+              peak: Callable[[], object],
+              device: str,
+              *,
+              repeats: int,
+              warmup: int,
+              chains: Optional[Dict[str, Callable]] = None
+              ) -> Dict[Tuple[str, str], float]:
     """Median seconds of each run (and of the peak product, under
-    ``(PEAK, '')``) over ``repeats`` interleaved rounds."""
+    ``(PEAK, '')``, and of each chain of ``chains``, under ``(CHAIN,
+    precision)``) over ``repeats`` interleaved rounds."""
     calls = {(run.backbone, run.mode): run.run for run in runs}
     calls[PEAK, ''] = peak
+    for precision, chain in (chains or {}).items():
+        calls[CHAIN, precision] = chain
     bar = ProgressBar(repeats * len(calls), file=sys.stdout)
     times = interleaved_seconds(
         calls, device, repeats, warmup=warmup, on_step=bar.update)
@@ -440,14 +579,22 @@ def profile_table(profiles: Dict[str, Dict[str, float]]) -> str:
 
 
 def speed_table(runs: Sequence[BackboneRun],
-                seconds_of: Dict[Tuple[str, str], float], *, peak: float,
-                train: bool, backbones: Lineup) -> Tuple[str, List[dict]]:
+                seconds_of: Dict[Tuple[str, str], float],
+                *,
+                peak: float,
+                train: bool,
+                backbones: Lineup,
+                chain_gops: Optional[Dict[str, float]] = None
+                ) -> Tuple[str, List[dict]]:
     """The markdown table, and its rows as dicts.
 
     Args:
         runs: The rows, in order.
         seconds_of: Median seconds by ``(backbone, mode)``.
         peak: The peak product's GFLOP/s, which ``of_peak`` divides by.
+        chain_gops: Each low precision's chain peak, which ``of_peak``
+            divides its rows by instead; with it, each row is also divided
+            by its own backbone's ``compiled`` time (``vs_compiled``).
         train: Forward + backward were timed: about 3x a forward's FLOPs.
         backbones: The lineup: labels and the baselines of the ratios
             (``vs_<role>`` in the same mode, ``vs_<eager>_nchw``).
@@ -457,6 +604,8 @@ def speed_table(runs: Sequence[BackboneRun],
     ratios.append((backbones.ratio_key(eager, nchw=True), eager, 'nchw'))
     header = [f'vs {labels[b]}'
               for b in backbones.baselines] + [f'vs {labels[eager]} NCHW']
+    if chain_gops:
+        header.append('vs its fp32 compiled')
     lines = [
         '| backbone | mode | median ms | ' + ' | '.join(header) +
         ' | GFLOP/s | of peak |', '|---' * (len(header) + 5) + '|'
@@ -472,10 +621,16 @@ def speed_table(runs: Sequence[BackboneRun],
         for key, role, mode in ratios:
             result[key] = seconds / seconds_of.get(
                 (role, mode or run.mode), float('nan'))
+        if chain_gops:
+            result['vs_compiled'] = seconds / seconds_of.get(
+                (run.backbone, 'compiled'), float('nan'))
         result['gflops_per_s'] = flops / seconds / 1e9
-        result['of_peak'] = result['gflops_per_s'] / peak
+        result['of_peak'] = result['gflops_per_s'] / (chain_gops or {}).get(
+            run.mode, peak)
         results.append(result)
         cells = [f'{result[key]:.2f}' for key, _, _ in ratios]
+        if chain_gops:
+            cells.append(f'{result["vs_compiled"]:.2f}')
         lines.append(f'| {result["backbone"]} | {run.mode} | '
                      f'{result["median_ms"]:.1f} | ' + ' | '.join(cells) +
                      f' | {result["gflops_per_s"]:.1f} | '
@@ -483,10 +638,17 @@ def speed_table(runs: Sequence[BackboneRun],
     return '\n'.join(lines), results
 
 
-def benchmark_backbones(*, device: str, batch: int, size: Sequence[int],
-                        backbones: Lineup, modes: Sequence[str], train: bool,
-                        amp: bool, repeats: int,
-                        warmup: int) -> BackboneTimings:
+def benchmark_backbones(*,
+                        device: str,
+                        batch: int,
+                        size: Sequence[int],
+                        backbones: Lineup,
+                        modes: Sequence[str],
+                        train: bool,
+                        amp: bool,
+                        repeats: int,
+                        warmup: int,
+                        neck: bool = False) -> BackboneTimings:
     """Build, check and time every backbone in every mode asked for.
 
     The input is seeded noise of ``batch`` x 3 x ``size``; the deployed
@@ -504,17 +666,39 @@ def benchmark_backbones(*, device: str, batch: int, size: Sequence[int],
     height, width = size
     x = torch.randn(batch, 3, height, width, device=device)
 
-    runs, errors = build_runs(
+    runs, errors, cosines = build_runs(
         x,
         device=device,
         backbones=backbones,
         modes=modes,
         train=train,
-        amp=amp)
-    check_deployed(errors)
+        amp=amp,
+        neck=neck)
+    check_deployed(errors, cosines, neck=neck)
     peak, peak_flops = peak_run(device)
-    seconds = time_runs(runs, peak, device, repeats=repeats, warmup=warmup)
+    low = [m for m in LOW_PRECISIONS if m in modes]
+    chains = chain_peaks(low) if low else {}
+    seconds = time_runs(
+        runs,
+        peak,
+        device,
+        repeats=repeats,
+        warmup=warmup,
+        chains={
+            p: run
+            for p, (run, _) in chains.items()
+        })
     peak_gflops = peak_flops / seconds[PEAK, ''] / 1e9
+    chain_gops = {
+        p: flops / seconds[CHAIN, p] / 1e9
+        for p, (_, flops) in chains.items()
+    }
     text, results = speed_table(
-        runs, seconds, peak=peak_gflops, train=train, backbones=backbones)
-    return BackboneTimings(runs, seconds, peak_gflops, text, results, errors)
+        runs,
+        seconds,
+        peak=peak_gflops,
+        train=train,
+        backbones=backbones,
+        chain_gops=chain_gops)
+    return BackboneTimings(runs, seconds, peak_gflops, text, results, errors,
+                           cosines, chain_gops)

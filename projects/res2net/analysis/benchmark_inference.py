@@ -26,6 +26,17 @@ the conv before it (Res2Net's split convs' BNs included),
 ``--deploy`` is both, and ``--compile`` compiles the backbone and neck with
 ``torch.compile``. Each changes the detections by float rounding only.
 
+``--precision fp32 int8 bf16`` (any of them, in any order) times the deploy
+form with its dense part (backbone, neck and a one-stage head's convs) in
+each precision (``projects/res2net/models/precision.py``), one detector
+per precision from the same weights, interleaved image by image: the fps
+ratio of each to the first comes from one run. The fp32 one is compiled as
+well (``--compile`` implied), so that the ratios are those of the
+precision alone. int8 loads ``--int8-program`` or calibrates on the train
+images first. How many graphs ``torch.compile`` compiled in each form's
+calls (warm-up included: a new input size can compile again) is recorded
+beside its time.
+
 ``--against-backbone resnet`` (or ``mmdet-res2net``) also builds the same
 detector with mmdet's ResNet (or mmdet's own Res2Net) of the same depth in
 place of ``Res2NetBackbone``, in the same form, and times the two
@@ -51,17 +62,21 @@ import os.path as osp
 import time
 from copy import deepcopy
 from functools import partial
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import (Any, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import nn
+from torch._dynamo.utils import counters
 
 from ..engine.cli import build_detector, innermost
+from ..engine.quantize import int8_program_for
 from ..errors import UserError
 from ..models.deploy import DeployReport, deploy
+from ..models.precision import to_precision
 from .speed import (calibrate_batch_norms, counterpart, describe_device,
                     peak_memory, rotated, sync)
 
@@ -145,22 +160,25 @@ def resize_note(cfg: Config) -> str:
     return ', '.join(steps) if steps else 'no resize in the test pipeline'
 
 
-def time_inference(models: Dict[str, nn.Module],
-                   loader: Iterable,
-                   device: str,
-                   *,
-                   num_images: int,
-                   warmup: int,
-                   channels_last: bool,
-                   amp: bool = False
-                   ) -> Tuple[Dict[str, float], Optional[tuple]]:
+def time_inference(
+    models: Dict[str, nn.Module],
+    loader: Iterable,
+    device: str,
+    *,
+    num_images: int,
+    warmup: int,
+    channels_last: bool,
+    amp: bool = False
+) -> Tuple[Dict[str, float], Optional[tuple], Dict[str, int]]:
     """Seconds each model spends in :func:`inference_step` on
-    ``num_images`` images after ``warmup`` ones, and the padded input shape
-    of the first. Several models get each image in turn, in alternating
-    order. ``amp``: under float16 autocast (CUDA)."""
+    ``num_images`` images after ``warmup`` ones, the padded input shape
+    of the first, and how many graphs ``torch.compile`` compiled in each
+    model's calls (warm-up included). Several models get each image in
+    turn, in alternating order. ``amp``: under float16 autocast (CUDA)."""
     autocast = torch.autocast('cuda', dtype=torch.float16, enabled=amp)
     batches = endless(loader)
     totals = {name: 0.0 for name in models}
+    compiles = {name: 0 for name in models}
     names = list(models)
     shape = None
     bar = None
@@ -170,6 +188,7 @@ def time_inference(models: Dict[str, nn.Module],
             if i == warmup:
                 bar = ProgressBar(num_images)
             for name in rotated(names, i):
+                graphs = counters['stats']['unique_graphs']
                 sync(device)
                 start = time.perf_counter()
                 with autocast:
@@ -178,12 +197,13 @@ def time_inference(models: Dict[str, nn.Module],
                 sync(device)
                 if bar is not None:
                     totals[name] += time.perf_counter() - start
+                compiles[name] += counters['stats']['unique_graphs'] - graphs
                 if shape is None:
                     shape = results[0].metainfo.get('batch_input_shape')
             if bar is not None:
                 bar.update()
     print()  # end the progress bar's line
-    return totals, shape
+    return totals, shape, compiles
 
 
 def work_dir_of(config: str,
@@ -199,11 +219,43 @@ def work_dir_of(config: str,
     return osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
 
 
-def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
-                       device: str, num_images: int, warmup: int, fuse: bool,
-                       channels_last: bool, compile: bool, amp: bool,
-                       against: Optional[str]) -> Tuple[dict, DeployReport]:
-    """Time the config's detector (and its counterpart, where asked).
+def _precision_forms(models: Dict[str, nn.Module], cfg: Config, *,
+                     checkpoint: Optional[str], int8_program: Optional[str],
+                     calib_images: int) -> Dict[str, str]:
+    """Put each deployed model keyed by a precision in that precision; what
+    was done to each, for the report."""
+    done = {}
+    for precision, model in models.items():
+        program = None
+        if precision == 'int8':
+            program = int8_program_for(
+                cfg,
+                model,
+                checkpoint=checkpoint,
+                program=int8_program,
+                calib_images=calib_images,
+                log=print)
+        done[precision] = to_precision(model, precision, program=program)
+    return done
+
+
+def benchmark_detector(cfg: Config,
+                       *,
+                       config: str,
+                       checkpoint: Optional[str],
+                       device: str,
+                       num_images: int,
+                       warmup: int,
+                       fuse: bool,
+                       channels_last: bool,
+                       compile: bool,
+                       amp: bool,
+                       against: Optional[str],
+                       precisions: Sequence[str] = (),
+                       int8_program: Optional[str] = None,
+                       calib_images: int = 32) -> Tuple[dict, DeployReport]:
+    """Time the config's detector (and its counterpart, or its forms in
+    other precisions, where asked).
 
     Args:
         cfg: The loaded config, its test data checked.
@@ -218,26 +270,52 @@ def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
         amp: Under float16 autocast (CUDA).
         against: A counterpart of ``speed.COUNTERPARTS`` to time the same
             detector with, interleaved, or None.
+        precisions: Precisions of :mod:`projects.res2net.models.precision`
+            (checked by ``precision_plan``) to time the deploy form in, one
+            detector each, interleaved; the first is the one reported as
+            ``fps``, the others also as ratios to it. Empty: the form that
+            ``fuse``, ``channels_last`` and ``compile`` make, alone.
+        int8_program: For ``int8``: a saved program of ``checkpoint``, or
+            None to calibrate.
+        calib_images: Calibration images when there is no program.
 
     Returns:
-        What ``benchmark.json`` holds, and the deploy report of ours.
+        What ``benchmark.json`` holds, and the deploy report of ours (the
+        first precision's).
 
     Raises:
-        UserError: A checkpoint that does not fit, or no test images.
+        UserError: A checkpoint that does not fit, no test images, a
+            counterpart and precisions together, or an int8 program that
+            is not this checkpoint's.
     """
+    if against and precisions:
+        raise UserError('--against-backbone and --precision: time one '
+                        'comparison at a time')
+    if precisions:
+        # The deploy form, compiled, in each precision: the ratios are
+        # those of the precision alone.
+        fuse = channels_last = compile = True
     if cfg.get('env_cfg', {}).get('cudnn_benchmark'):
         torch.backends.cudnn.benchmark = True
-    models = {'ours': build_detector(cfg, checkpoint)}
+    ours = build_detector(cfg, checkpoint)
+    loader = build_test_loader(cfg)
+    first = next(endless(loader))
+    others = {}
     if against:
         other = deepcopy(cfg)
         other.model.backbone = counterpart(cfg.model.backbone, against)
-        models[against] = build_detector(other, None)
-    loader = build_test_loader(cfg)
-    first = next(endless(loader))
-    for name, model in models.items():
+        others[against] = build_detector(other, None)
+    for name, model in [('ours', ours), *others.items()]:
         if name != 'ours' or checkpoint is None:
             inputs = model.data_preprocessor(first, False)['inputs']
             calibrate_batch_norms(model, partial(model.extract_feat, inputs))
+    names = list(precisions) or ['ours']
+    # The same weights in every precision (random ones included).
+    models = {
+        name: deepcopy(ours) if i else ours
+        for i, name in enumerate(names)
+    }
+    models.update(others)
     reports = {
         name:
         to_deploy_form(
@@ -245,10 +323,16 @@ def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
             device,
             fuse=fuse,
             channels_last=channels_last,
-            compile=compile)[1]
+            compile=compile and name in ('ours', 'fp32', against))[1]
         for name, model in models.items()
     }
-    seconds, shape = time_inference(
+    done = _precision_forms({n: models[n]
+                             for n in precisions},
+                            cfg,
+                            checkpoint=checkpoint,
+                            int8_program=int8_program,
+                            calib_images=calib_images)
+    seconds, shape, compiles = time_inference(
         models,
         loader,
         device,
@@ -263,6 +347,7 @@ def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
     shape_note = f'test pipeline {resize_note(cfg)}'
     if shape is not None:
         shape_note += f'; first input padded to {shape[0]}x{shape[1]}'
+    mine = seconds[names[0]]
     against_result = None
     if against:
         theirs = seconds[against]
@@ -270,7 +355,7 @@ def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
             backbone=against,
             fps=num_images / theirs,
             ms_per_image=1000 * theirs / num_images,
-            fps_ratio=theirs / seconds['ours'])
+            fps_ratio=theirs / mine)
     result = dict(
         config=config,
         checkpoint=checkpoint,
@@ -280,8 +365,9 @@ def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
         input_shape=list(shape) if shape is not None else None,
         num_images=num_images,
         warmup=warmup,
-        fps=num_images / seconds['ours'],
-        ms_per_image=1000 * seconds['ours'] / num_images,
+        fps=num_images / mine,
+        ms_per_image=1000 * mine / num_images,
+        compiles=compiles[names[0]],
         peak_memory_mb=memory,
         memory_kind=memory_kind,
         fuse_conv_bn=fuse,
@@ -289,5 +375,16 @@ def benchmark_detector(cfg: Config, *, config: str, checkpoint: Optional[str],
         compile=compile,
         amp=amp,
         against=against_result,
+        precisions={
+            name:
+            dict(
+                fps=num_images / seconds[name],
+                ms_per_image=1000 * seconds[name] / num_images,
+                fps_ratio=mine / seconds[name],
+                compiles=compiles[name],
+                form='; '.join(
+                    filter(None, [reports[name].summary(), done[name]])))
+            for name in precisions
+        },
         shape_note=shape_note)
-    return result, reports['ours']
+    return result, reports[names[0]]

@@ -29,11 +29,10 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ..errors import ConfigValueError, NonFiniteLoss, UserError
 from ..models.deploy import DeployReport, deploy
-from ..models.precision import (PRECISIONS, check_int8_program, dense_part,
-                                load_int8, quantize_int8, to_precision)
-from .calibration import calibration_inputs
+from ..models.precision import PRECISIONS, to_precision
 from .fileio import ATOMIC_BACKEND_ARGS, write_text
 from .preemption import TrainingStopped, restart_count, stop_signals
+from .quantize import int8_program_for
 
 
 def reseed(seed: int, *position: int) -> None:
@@ -346,26 +345,13 @@ class DeployHook(Hook):
             runner.model) else runner.model
         program = None
         if self.precision == 'int8':
-            program = self._int8_program(runner, model)
+            program = int8_program_for(
+                runner.cfg,
+                model,
+                checkpoint=runner.cfg.load_from,
+                program=self.int8_program,
+                calib_images=self.calib_images,
+                log=runner.logger.info)
         done = to_precision(model, self.precision, program=program)
         summary = '; '.join(filter(None, [self.report.summary(), done]))
         runner.logger.info(f'deploy form: {summary}')
-
-    def _int8_program(self, runner, model):
-        """The saved program, checked against this run's checkpoint and
-        model, or a new one calibrated on the train images."""
-        checkpoint = runner.cfg.load_from
-        if self.int8_program:
-            record = check_int8_program(self.int8_program, runner.cfg.model,
-                                        checkpoint)
-            runner.logger.info(
-                f'int8: the program {self.int8_program} (calibrated on '
-                f'{record["calib_images"]} images of {record["calib_data"]})')
-            return load_int8(self.int8_program)
-        runner.logger.info(
-            f'int8: calibrating on {self.calib_images} train images first '
-            '(tools/deployment/quantize.py saves a program to test with)')
-        return quantize_int8(
-            dense_part(model),
-            calibration_inputs(runner.cfg, model.data_preprocessor,
-                               self.calib_images))

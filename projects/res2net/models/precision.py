@@ -18,8 +18,14 @@ CPUs: the last step of its deploy form (:mod:`.deploy`).
 
 Both replace the detector's ``backbone`` with one module that computes
 backbone and neck, and its ``neck`` with ``nn.Identity``: mmdet's
-``extract_feat`` calls them in that order. ``torchao`` is imported only
-when int8 is asked for.
+``extract_feat`` calls them in that order. In a one-stage detector
+(RetinaNet, FCOS, ATSS: a ``SingleStageDetector`` with a dense head) the
+head's convs are part of it too: its ``bbox_head`` becomes
+:class:`HeadOutputs`, which decodes what the dense part computed with the
+head's own ``predict_by_feat`` (box decoding and NMS stay fp32).
+Deformable convs (mmcv's) are captured as custom ops and stay fp32
+(:mod:`.deform_export`). ``torchao`` is imported only when int8 is asked
+for.
 """
 import hashlib
 import json
@@ -31,8 +37,10 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
 from ..errors import UserError
+from .deform_export import exportable, is_deform_conv
 from .deploy import is_mmcv_op
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
@@ -72,28 +80,83 @@ def cpu_note(precision: str) -> Optional[str]:
 
 
 class DensePart(nn.Module):
-    """A detector's backbone followed by its neck (if any): what the low
-    precisions replace, as one module."""
+    """A detector's backbone followed by its neck (if any) and, in a
+    one-stage detector, its head's convs: what the low precisions replace,
+    as one module.
 
-    def __init__(self, backbone: nn.Module, neck: Optional[nn.Module]) -> None:
+    Returns the neck's feature maps, or with a ``head`` what the head's
+    ``forward`` returns (per output, one map per level).
+    """
+
+    def __init__(self,
+                 backbone: nn.Module,
+                 neck: Optional[nn.Module],
+                 head: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = neck
+        self.head = head
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> Tuple[Any, ...]:
         feats = self.backbone(x)
-        return tuple(self.neck(feats) if self.neck is not None else feats)
+        feats = tuple(self.neck(feats) if self.neck is not None else feats)
+        if self.head is None:
+            return feats
+        return tuple(tuple(levels) for levels in self.head(feats))
+
+
+class HeadOutputs(nn.Module):
+    """A one-stage detector's ``bbox_head`` once its convs run in the dense
+    part: ``predict`` gets the head's outputs instead of the features and
+    decodes them as the head's own ``predict`` would."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def predict(self,
+                outs: Tuple[Any, ...],
+                batch_data_samples: list,
+                rescale: bool = False) -> list:
+        """The head's detections (mmdet's ``BaseDenseHead.predict`` after
+        its ``forward``)."""
+        metas = [sample.metainfo for sample in batch_data_samples]
+        return self.head.predict_by_feat(
+            *outs, batch_img_metas=metas, rescale=rescale)
+
+
+def _dense_head(detector: nn.Module) -> Optional[nn.Module]:
+    """A one-stage detector's dense head, else None (two-stage detectors'
+    RPN and RoI heads, and DETR-like heads, stay as they are)."""
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+    from mmdet.models.detectors import SingleStageDetector
+    head = getattr(detector, 'bbox_head', None)
+    if isinstance(detector, SingleStageDetector) and isinstance(
+            head, BaseDenseHead):
+        return head
+    return None
 
 
 def dense_part(detector: nn.Module) -> DensePart:
-    """The detector's backbone and neck as one :class:`DensePart`."""
-    return DensePart(detector.backbone, getattr(detector, 'neck', None))
+    """The detector's backbone, neck and (one-stage) head convs as one
+    :class:`DensePart`."""
+    return DensePart(detector.backbone, getattr(detector, 'neck', None),
+                     _dense_head(detector))
 
 
-def _install(detector: nn.Module, module: nn.Module) -> None:
+def _install(detector: nn.Module, module: nn.Module) -> str:
+    """Put ``module`` (the dense part in a low precision) in place; the
+    parts it computes, for the report."""
+    head = _dense_head(detector)
     detector.backbone = module
+    parts = 'backbone'
     if getattr(detector, 'neck', None) is not None:
         detector.neck = nn.Identity()
+        parts = 'backbone and neck'
+    if head is not None:
+        detector.bbox_head = HeadOutputs(head)
+        parts = parts.replace(' and ', ', ') + ' and head convs'
+    return parts
 
 
 class Bf16Dense(nn.Module):
@@ -111,13 +174,14 @@ class Bf16Dense(nn.Module):
         with torch.no_grad(), _freezing(), torch.autocast(
                 'cpu', dtype=torch.bfloat16):
             out = self.compiled(x)
-        return tuple(o.float() for o in out)
+        return tree_map(lambda o: o.float(), tuple(out))
 
 
 class Int8Dense(nn.Module):
     """An int8 program of the dense part, compiled with freezing at its
-    first call (and once more when the image size first changes: then with
-    dynamic height and width)."""
+    first call; again at the first other image size, with dynamic height
+    and width, and again where a size crosses a threshold that code guards
+    on (docs/speed.md counts them)."""
 
     def __init__(self, program: nn.Module) -> None:
         super().__init__()
@@ -174,18 +238,69 @@ def _export(dense: nn.Module, example: Tensor):
         }})
 
 
+# Modules whose every call is one node of an exported graph, so that each
+# call can be a pattern of its own (by their class names: the graph's
+# metadata holds classes or their names).
+_ONE_NODE_MODULES = ('Conv2d', 'ReLU')
+
+
+def _split_shared_modules(graph_module: torch.fx.GraphModule) -> None:
+    """Give each call of a shared conv or ReLU its own module in the
+    graph's metadata.
+
+    The quantizer groups a graph's nodes by the module they came from: one
+    ``nn.ReLU`` called three times (as mmdet's ResNet bottleneck does), or
+    one conv run on every level (a one-stage head's), would be one pattern
+    with several outputs, which it refuses. Each such call is one node with
+    the module's weights as its inputs: a pattern of its own.
+    """
+    for node in graph_module.graph.nodes:
+        # Where the quantizer reads a node's module: the innermost entry of
+        # its module stack (or, in graphs that have it, its source stack).
+        stack = node.meta.get('nn_module_stack')
+        if stack:
+            key, (fqn, cls) = list(stack.items())[-1]
+            if _one_node(cls):
+                stack[key] = (f'{fqn}.{node.name}', cls)
+        sources = node.meta.get('source_fn_stack')
+        if sources and _one_node(sources[-1][1]):
+            name, target = sources[-1]
+            node.meta['source_fn_stack'] = sources[:-1] + [
+                (f'{name}.{node.name}', target)
+            ]
+
+
+def _one_node(cls: Any) -> bool:
+    if isinstance(cls, type):
+        return any(
+            base.__name__ in _ONE_NODE_MODULES
+            and base.__module__.startswith('torch.nn') for base in cls.__mro__)
+    return isinstance(cls, str) and cls.startswith('torch.nn.') and \
+        cls.rsplit('.', 1)[-1] in _ONE_NODE_MODULES
+
+
 def check_quantizable(dense: nn.Module) -> None:
     """Refuse a dense part that the export cannot capture.
 
     Raises:
-        UserError: It holds mmcv's compiled ops (deformable convs).
+        UserError: It holds mmcv's compiled ops other than the deformable
+            convs (which :mod:`.deform_export` captures, in fp32).
     """
-    ops = sorted({type(m).__name__ for m in dense.modules() if is_mmcv_op(m)})
+    ops = sorted({
+        type(m).__name__
+        for m in dense.modules() if is_mmcv_op(m) and not is_deform_conv(m)
+    })
     if ops:
         raise UserError(
             f'the backbone or neck holds mmcv ops ({", ".join(ops)}) that '
-            'torch.export cannot capture: int8 covers detectors without '
-            'deformable convs; test this one with --precision fp32')
+            'torch.export cannot capture: int8 and bf16 cover mmcv\'s '
+            'deformable convs and no other mmcv op; test this one with '
+            '--precision fp32')
+
+
+def _deform_note(dense: nn.Module) -> str:
+    count = sum(is_deform_conv(m) for m in dense.modules())
+    return f'; {count} deformable convs kept in fp32' if count else ''
 
 
 def quantize_int8(dense: nn.Module, calibration: Iterable[Tensor]):
@@ -207,6 +322,7 @@ def quantize_int8(dense: nn.Module, calibration: Iterable[Tensor]):
             (:func:`check_quantizable`).
     """
     check_quantizable(dense)
+    dense, deform_convs = exportable(dense)
     batches = iter(calibration)
     first = next(batches, None)
     if first is None:
@@ -219,8 +335,12 @@ def quantize_int8(dense: nn.Module, calibration: Iterable[Tensor]):
             x86_inductor_quantizer as x86
     quantizer = x86.X86InductorQuantizer().set_global(
         x86.get_default_x86_inductor_quantization_config())
+    for name in deform_convs:  # and their offset convs: fp32
+        quantizer.set_module_name_qconfig(name, None)
     with torch.no_grad():
-        captured = _export(dense.eval(), first).module()
+        dense.eval()  # (mmdet's ResNet.train returns None: no chaining)
+        captured = _export(dense, first).module()
+        _split_shared_modules(captured)
         observed = prepare_pt2e(captured, quantizer)
         observed(first)
         for batch in batches:
@@ -249,7 +369,8 @@ def model_digest(model_cfg: Any) -> str:
 def save_int8(program, path: str, record: Dict[str, Any]) -> None:
     """Write the int8 program and its record to ``path``, whole or not at
     all (a temporary file renamed)."""
-    tmp = f'{path}.tmp{os.getpid()}'
+    # (torch.export.save warns unless the name ends in .pt2)
+    tmp = f'{path}.tmp{os.getpid()}.pt2'
     try:
         torch.export.save(
             program, tmp, extra_files={RECORD_FILE: json.dumps(record)})
@@ -364,7 +485,7 @@ def precision_plan(precision: str, *, device: str,
             'on the CPU with CUDA_VISIBLE_DEVICES=')
     note = cpu_note(precision)
     if note and precision == 'bf16' and not force:
-        return 'fp32', (f'{note}; testing the fp32 form instead '
+        return 'fp32', (f'{note}; running the fp32 form instead '
                         '(--force-precision runs bf16 anyway)')
     return precision, note
 
@@ -383,7 +504,9 @@ def to_precision(detector: nn.Module, precision: str, *, program=None) -> str:
         What was done, for the deploy report.
 
     Raises:
-        UserError: An unknown precision, or int8 without its program.
+        UserError: An unknown precision, int8 without its program, or bf16
+            of a dense part with mmcv ops it cannot run
+            (:func:`check_quantizable`).
     """
     if precision not in PRECISIONS:
         raise UserError(f'precision {precision!r}: use one of '
@@ -393,8 +516,11 @@ def to_precision(detector: nn.Module, precision: str, *, program=None) -> str:
                         f'only with it (precision {precision})')
     if precision == 'fp32':
         return ''
+    dense = dense_part(detector).eval()
+    note = _deform_note(dense)
     if precision == 'bf16':
-        _install(detector, Bf16Dense(dense_part(detector).eval()))
-        return 'backbone and neck in bf16 (autocast, compiled)'
-    _install(detector, Int8Dense(program.module()))
-    return 'backbone and neck in int8 (PT2E, x86 inductor quantizer)'
+        check_quantizable(dense)
+        parts = _install(detector, Bf16Dense(exportable(dense)[0]))
+        return f'{parts} in bf16 (autocast, compiled){note}'
+    parts = _install(detector, Int8Dense(program.module()))
+    return f'{parts} in int8 (PT2E, x86 inductor quantizer){note}'

@@ -16,7 +16,7 @@ KEYS = {
     'config', 'checkpoint', 'device', 'hardware', 'batch_size', 'input_shape',
     'num_images', 'warmup', 'fps', 'ms_per_image', 'peak_memory_mb',
     'memory_kind', 'fuse_conv_bn', 'channels_last', 'compile', 'amp',
-    'against', 'shape_note'
+    'against', 'shape_note', 'compiles', 'precisions'
 }
 SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
                      r'after (\d+) warm-up')
@@ -35,6 +35,8 @@ def _check_json(data: dict, stdout: str, num_images: int, warmup: int):
     assert (data['num_images'], data['warmup']) == (num_images, warmup)
     assert data['fps'] > 0 and data['ms_per_image'] > 0
     assert data['fps'] == pytest.approx(1000 / data['ms_per_image'])
+    # Eager: nothing compiled, no other precision timed.
+    assert (data['compiles'], data['precisions']) == (0, {})
     # The peak RSS of a process that holds torch, mmdet and a detector.
     assert data['memory_kind'] == 'cpu_max_rss'
     assert 100 < data['peak_memory_mb'] < 64 * 1024
@@ -149,5 +151,23 @@ def test_checkpoint_that_does_not_fit(call_tool, tiny_demo_data, quick,
         f'error: cannot load checkpoint {checkpoint}: RuntimeError: ')
     assert 'unexpected key in source state_dict: backbone.other' \
         in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'benchmark.json').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--precision', 'fp32', 'int8', '--against-backbone', 'resnet'
+      ], 'error: --against-backbone and --precision: time one comparison at a '
+     'time'),
+    (['--precision', 'int8', '--int8-program', 'p.pt2'
+      ], 'error: p.pt2 was made from a checkpoint: pass that checkpoint'),
+])
+def test_precision_flags_that_cannot_run_are_one_line(call_tool,
+                                                      tiny_demo_data, quick,
+                                                      tmp_path, args, message):
+    result = call_tool(TOOL, DEMO_CONFIG, *args, '--work-dir', tmp_path,
+                       *quick(tiny_demo_data))
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'benchmark.json').exists()

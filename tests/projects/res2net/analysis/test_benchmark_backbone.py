@@ -7,13 +7,16 @@ The timed runs themselves are tested through the tool
 import math
 
 import pytest
+import torch
+from mmdet.registry import MODELS
 
 from projects.res2net.analysis.benchmark_backbone import (BackboneRun,
                                                           check_deployed,
                                                           check_modes, lineup,
                                                           op_kind, peak_run,
                                                           profile_table,
-                                                          speed_table)
+                                                          speed_table,
+                                                          with_neck)
 from projects.res2net.errors import UserError
 
 # The roles, as the module names them (the keys of a lineup's labels).
@@ -54,8 +57,8 @@ def test_dla_lineup_is_the_same_network_with_the_plain_block():
 
 def test_training_has_no_deploy_modes():
     check_modes(['nchw', 'channels_last'], train=True)
-    check_modes(['deploy', 'compiled'], train=False)
-    for mode in ('deploy', 'compiled'):
+    check_modes(['deploy', 'compiled', 'int8', 'bf16'], train=False)
+    for mode in ('deploy', 'compiled', 'int8', 'bf16'):
         with pytest.raises(UserError, match='pass --modes nchw'):
             check_modes(['nchw', mode], train=True)
 
@@ -64,6 +67,31 @@ def test_a_deployed_model_off_eager_is_a_bug():
     check_deployed({'Res2NetBackbone-50 deploy': 1e-4})
     with pytest.raises(RuntimeError, match='differ from eager by 2.0e-04'):
         check_deployed({'Res2NetBackbone-50 deploy': 2e-4})
+    # An FPN sums up to four levels.
+    check_deployed({'Res2NetBackbone-50 deploy': 5e-4}, neck=True)
+    with pytest.raises(RuntimeError, match='differ from eager by 6.0e-04'):
+        check_deployed({'Res2NetBackbone-50 deploy': 6e-4}, neck=True)
+
+
+def test_a_low_precision_model_that_points_elsewhere_is_a_bug():
+    check_deployed({}, {'Res2NetBackbone-50 int8': 0.9})
+    with pytest.raises(RuntimeError, match='at cosine 0.8900 to eager'):
+        check_deployed({}, {'Res2NetBackbone-50 int8': 0.89})
+
+
+def test_low_precisions_time_ours_and_the_plain_networks():
+    """mmdet's Res2Net is weighed in fp32 only; every other backbone of a
+    lineup gets its low-precision rows."""
+    assert lineup('resnet', 50).low_precision == (RESNET, OURS)
+    dla = lineup('dla')
+    assert set(dla.low_precision) == set(dla.configs) - {OURS_NCHW}
+
+
+def test_with_neck_reads_the_backbones_channels():
+    backbone = MODELS.build(dict(type='ResNet', depth=18))
+    dense = with_neck(backbone, torch.randn(1, 3, 64, 64))
+    assert dense.neck.in_channels == [64, 128, 256, 512]
+    assert len(dense.eval()(torch.randn(1, 3, 64, 64))) == 5
 
 
 def test_peak_flops():
@@ -155,3 +183,28 @@ def test_speed_table_ratios():
     assert results[2]['gflops_per_s'] == pytest.approx(3 * 2 * 2e9 / 0.08 /
                                                        1e9)
     assert math.isnan(results[2]['vs_mmdet_res2net_nchw'])
+
+
+def test_speed_table_holds_low_precisions_to_their_own_peak():
+    runs = [
+        BackboneRun(OURS, 'compiled', lambda: None, 2e9),
+        BackboneRun(OURS, 'int8', lambda: None, 2e9),
+    ]
+    seconds = {(OURS, 'compiled'): 0.1, (OURS, 'int8'): 0.05}
+    text, results = speed_table(
+        runs,
+        seconds,
+        peak=100.0,
+        train=False,
+        backbones=lineup('resnet', 50),
+        chain_gops={
+            'fp32': 50.0,
+            'int8': 200.0
+        })
+    assert 'vs its fp32 compiled' in text.splitlines()[0]
+    fp32, int8 = results
+    assert int8['vs_compiled'] == pytest.approx(0.5)
+    assert fp32['vs_compiled'] == pytest.approx(1.0)
+    assert int8['of_peak'] == pytest.approx(2 * 2e9 / 0.05 / 1e9 / 200)
+    # The fp32 rows keep the matmul peak.
+    assert fp32['of_peak'] == pytest.approx(2 * 2e9 / 0.1 / 1e9 / 100)
