@@ -360,9 +360,27 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+# Settings of training and post-processing, not of the network a program
+# computes; mmdet also copies them into the heads' configs when it builds a
+# detector (DetInferencer's config holds them there afterwards).
+_NOT_THE_NETWORK = ('train_cfg', 'test_cfg')
+
+
+def _network(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _network(v)
+            for k, v in node.items() if k not in _NOT_THE_NETWORK
+        }
+    if isinstance(node, (list, tuple)):
+        return [_network(v) for v in node]
+    return node
+
+
 def model_digest(model_cfg: Any) -> str:
-    """A short digest of a config's ``model`` dict: which network."""
-    text = json.dumps(model_cfg, sort_keys=True, default=str)
+    """A short digest of a config's ``model`` dict: which network (its
+    ``train_cfg`` and ``test_cfg``, at any depth, left out)."""
+    text = json.dumps(_network(model_cfg), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -291,3 +291,21 @@ def test_two_stage_heads_stay_outside(repo):
     assert dense.head is None
     assert dense.backbone is detector.backbone
     assert dense.neck is detector.neck
+
+
+def test_the_model_digest_is_the_networks():
+    """Post-processing settings, and the copies of them that mmdet puts in
+    the heads' configs when it builds a detector, keep a program valid;
+    the network's own settings do not."""
+    model = dict(
+        backbone=dict(BACKBONE),
+        roi_head=dict(type='StandardRoIHead'),
+        test_cfg=dict(rcnn=dict(score_thr=0.05)))
+    digest = model_digest(model)
+    built = dict(
+        model,
+        roi_head=dict(type='StandardRoIHead', test_cfg=dict(score_thr=0.05)),
+        test_cfg=dict(rcnn=dict(score_thr=0.3)))
+    assert model_digest(built) == digest
+    deeper = dict(model, backbone=dict(BACKBONE, depth=101))
+    assert model_digest(deeper) != digest
