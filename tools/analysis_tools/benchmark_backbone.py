@@ -26,7 +26,7 @@ from projects.res2net.analysis.speed import (add_device_arguments,
                                              describe_device)
 from projects.res2net.engine.cli import run_tool, tool_parser
 from projects.res2net.engine.fileio import write_json
-from projects.res2net.models.precision import precision_plan
+from projects.res2net.engine.quantize import planned_precisions
 
 
 def parse_args() -> argparse.Namespace:
@@ -98,12 +98,9 @@ def main() -> None:
     height, width = args.size
     backbones = lineup(args.family, args.depth)
     modes = list(args.modes)
-    for asked in args.precision:
-        precision, note = precision_plan(
-            asked, device=device, force=args.force_precision)
-        if note:
-            print(f'note: {note}', flush=True)
-        if precision != 'fp32' and precision not in modes:
+    for precision in planned_precisions(
+            args.precision, device=device, force=args.force_precision):
+        if precision != 'fp32':
             modes += ['compiled'] * ('compiled' not in modes) + [precision]
     found = benchmark_backbones(
         device=device,

@@ -73,7 +73,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..engine.cli import init_random_weights
 from ..errors import UserError
 from ..models.deploy import deploy
-from ..models.precision import Bf16Dense, DensePart, Int8Dense, quantize_int8
+from ..models.precision import DensePart, in_precision, quantize_int8
 from ..paths import REPO_ROOT
 from .speed import (calibrate_batch_norms, counterpart, interleaved_seconds,
                     medians)
@@ -303,9 +303,8 @@ def with_neck(backbone: nn.Module, x: Tensor) -> DensePart:
 
 def low_precision(model: nn.Module, precision: str, x: Tensor) -> nn.Module:
     """The deployed ``model`` in ``precision`` (int8 calibrated on ``x``)."""
-    if precision == 'bf16':
-        return Bf16Dense(model)
-    return Int8Dense(quantize_int8(model, [x]).module())
+    program = quantize_int8(model, [x]) if precision == 'int8' else None
+    return in_precision(model, precision, program=program)
 
 
 def _step(model: nn.Module, x: Tensor, train: bool,

@@ -6,7 +6,7 @@ of the tools that run the low-precision forms (``test.py``,
 import argparse
 import os.path as osp
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from torch import nn
@@ -136,6 +136,25 @@ def add_precision_arguments(parser: argparse.ArgumentParser, *, several: bool,
         help='run bf16 on a CPU without bf16 instructions (emulated, slow)')
 
 
+def planned_precisions(asked: Sequence[str], *, device: str,
+                       force: bool) -> List[str]:
+    """The precisions to run for those ``asked``, in order, each once (bf16
+    without bf16 instructions becomes fp32 unless ``force``:
+    ``precision_plan``), after printing the line each needs on this CPU.
+
+    Raises:
+        UserError: bf16 or int8 on CUDA.
+    """
+    planned = []
+    for precision in asked:
+        precision, note = precision_plan(precision, device=device, force=force)
+        if note:
+            print(f'note: {note}', flush=True)
+        if precision not in planned:
+            planned.append(precision)
+    return planned
+
+
 def plan_precisions(args: argparse.Namespace, cfg: Config, *, device: str,
                     checkpoint: Optional[str]) -> List[str]:
     """Check the precision flags of :func:`add_precision_arguments` before
@@ -155,14 +174,8 @@ def plan_precisions(args: argparse.Namespace, cfg: Config, *, device: str,
     check_calib_images(args.calib_images)
     if 'int8' in asked and not args.int8_program:
         check_data(cfg, ['train_dataloader'])  # the calibration images
-    planned = []
-    for precision in asked:
-        precision, note = precision_plan(
-            precision, device=device, force=args.force_precision)
-        if note:
-            print(f'note: {note}', flush=True)
-        if precision not in planned:
-            planned.append(precision)
+    planned = planned_precisions(
+        asked, device=device, force=args.force_precision)
     if args.int8_program:
         # A program made from other weights or another model: refused
         # before anything is built or written.

@@ -27,6 +27,7 @@ Deformable convs (mmcv's) are captured as custom ops and stay fp32
 (:mod:`.deform_export`). ``torchao`` is imported only when int8 is asked
 for.
 """
+import functools
 import hashlib
 import json
 import logging
@@ -144,17 +145,16 @@ def dense_part(detector: nn.Module) -> DensePart:
                      _dense_head(detector))
 
 
-def _install(detector: nn.Module, module: nn.Module) -> str:
-    """Put ``module`` (the dense part in a low precision) in place; the
-    parts it computes, for the report."""
-    head = _dense_head(detector)
+def _install(detector: nn.Module, dense: DensePart, module: nn.Module) -> str:
+    """Put ``module`` (``dense`` in a low precision) in place of the parts
+    ``dense`` holds; what they are, for the report."""
     detector.backbone = module
     parts = 'backbone'
-    if getattr(detector, 'neck', None) is not None:
+    if dense.neck is not None:
         detector.neck = nn.Identity()
         parts = 'backbone and neck'
-    if head is not None:
-        detector.bbox_head = HeadOutputs(head)
+    if dense.head is not None:
+        detector.bbox_head = HeadOutputs(dense.head)
         parts = parts.replace(' and ', ', ') + ' and head convs'
     return parts
 
@@ -352,7 +352,16 @@ def quantize_int8(dense: nn.Module, calibration: Iterable[Tensor]):
 
 
 def file_sha256(path: str) -> str:
-    """The sha256 of a file, read in 1 MB blocks."""
+    """The sha256 of a file, read in 1 MB blocks once per process while
+    the file is unchanged (a tool checks a program against its checkpoint
+    before it builds anything, and the run checks it again: a second read
+    of a 500 MB checkpoint costs about a second)."""
+    stat = os.stat(path)
+    return _sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
@@ -508,6 +517,20 @@ def precision_plan(precision: str, *, device: str,
     return precision, note
 
 
+def in_precision(dense: nn.Module, precision: str, *, program=None):
+    """``dense`` (an eval-mode :class:`DensePart` or backbone) as the module
+    that runs it in bf16 or int8 (``program``: its int8 program).
+
+    Raises:
+        UserError: bf16 of a dense part with mmcv ops it cannot run
+            (:func:`check_quantizable`).
+    """
+    if precision == 'bf16':
+        check_quantizable(dense)
+        return Bf16Dense(exportable(dense)[0])
+    return Int8Dense(program.module())
+
+
 def to_precision(detector: nn.Module, precision: str, *, program=None) -> str:
     """Put the detector's dense part in ``precision``, in place.
 
@@ -536,9 +559,8 @@ def to_precision(detector: nn.Module, precision: str, *, program=None) -> str:
         return ''
     dense = dense_part(detector).eval()
     note = _deform_note(dense)
-    if precision == 'bf16':
-        check_quantizable(dense)
-        parts = _install(detector, Bf16Dense(exportable(dense)[0]))
-        return f'{parts} in bf16 (autocast, compiled){note}'
-    parts = _install(detector, Int8Dense(program.module()))
-    return f'{parts} in int8 (PT2E, x86 inductor quantizer){note}'
+    parts = _install(detector, dense,
+                     in_precision(dense, precision, program=program))
+    how = 'autocast, compiled' if precision == 'bf16' else \
+        'PT2E, x86 inductor quantizer'
+    return f'{parts} in {precision} ({how}){note}'
