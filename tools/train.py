@@ -9,12 +9,14 @@ Example:
 import argparse
 import os.path as osp
 
+from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.dist import is_main_process
 
 from projects.res2net.datasets.dataset_check import (check_config,
                                                      check_num_classes,
                                                      skipped_lines)
+from projects.res2net.datasets.sample_streams import use_sample_streams
 from projects.res2net.engine.cli import (build_runner, check_data,
                                          config_from_args, make_parser,
                                          parse_cli, require_file, run_tool)
@@ -26,6 +28,7 @@ from projects.res2net.engine.preflight import (build_model, check_load_from,
                                                check_types, config_errors,
                                                latest_checkpoint, read_resume,
                                                removed_on_early_failure)
+from projects.res2net.engine.worklock import hold_work_dir
 from projects.res2net.errors import UserError
 
 
@@ -64,6 +67,14 @@ def main() -> None:
     # (SignalCheckpointHook); taken before any data loader worker is forked.
     stop_signals().install()
     cfg = config_from_args(args)
+    # One run per work dir, from before the resume checkpoint is chosen to
+    # the end: a second run stops here, having written nothing.
+    with hold_work_dir(cfg):
+        train(args, cfg)
+
+
+def train(args: argparse.Namespace, cfg: Config) -> None:
+    """The run of ``cfg``, its work dir locked."""
     # Checkpoints on a stop signal may stand mid-epoch: resume from them.
     use_resumable_loop(cfg)
     if restart_count() and latest_checkpoint(cfg.work_dir):
@@ -121,6 +132,9 @@ def main() -> None:
             model, cfg.load_from, partial=args.partial_load)
     del model
 
+    # Each sample augmented from its own random stream, whichever worker
+    # loads it: what makes a resume exact with any loader settings.
+    use_sample_streams(cfg)
     checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if checkpoint_hook is not None and not checkpoint_hook.get(
             'backend_args') and not checkpoint_hook.get('out_dir'):

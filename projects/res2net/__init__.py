@@ -7,9 +7,13 @@ Importing this package (configs do it through ``custom_imports``) registers
 (:class:`DeployHook`, :class:`ExactResumeHook`, :class:`FiniteLossHook`,
 :class:`SignalCheckpointHook`) in mmengine's ``HOOKS``, the mid-epoch
 resumable :class:`ResumableEpochBasedTrainLoop` in its ``LOOPS`` and
-:class:`AtomicLocalBackend` among mmengine's file backends, and lets
-torch's weights-only loader read the checkpoints that mmengine writes.
+:class:`AtomicLocalBackend` among mmengine's file backends, the training
+data's per-sample random streams (:class:`SeededSampler`,
+:class:`SeededDataset`) in mmengine's ``DATA_SAMPLERS`` and ``DATASETS``,
+and lets torch's weights-only loader read the checkpoints that mmengine
+writes.
 """
+from .datasets import SeededDataset, SeededSampler
 from .engine import (AtomicLocalBackend, DeployHook, ExactResumeHook,
                      FiniteLossHook, ResumableEpochBasedTrainLoop,
                      SignalCheckpointHook)
@@ -21,5 +25,6 @@ allow_mmengine_checkpoints()
 __all__ = [
     'Bottle2neck', 'DLA', 'Res2NetBackbone', 'Res2NetDLA', 'DeployHook',
     'ExactResumeHook', 'FiniteLossHook', 'SignalCheckpointHook',
-    'ResumableEpochBasedTrainLoop', 'AtomicLocalBackend'
+    'ResumableEpochBasedTrainLoop', 'AtomicLocalBackend', 'SeededDataset',
+    'SeededSampler'
 ]

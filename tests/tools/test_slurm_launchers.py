@@ -6,6 +6,7 @@ without root and Debian's packages the tests skip and say why. The jobs are
 CPU processes (``GRES=none``) over gloo.
 """
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 import torch
 
 from projects.res2net.engine.preemption import scontrol_job
+from projects.res2net.engine.worklock import LOCK_NAME, WorkDirLock
+from projects.res2net.engine.worklock import read_record as read_lock_record
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 
@@ -187,9 +190,15 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
         assert found[2] == str(work_dir / f'iter_{found[1]}.pth')
         return int(found[1])
 
+    lock_file = work_dir / LOCK_NAME
+    held_before = None
     try:
         wait_until(
             lambda: 'Iter(train)' in _text(log), 'training', timeout=300)
+        # The job's run holds its work dir, named by job and restart count.
+        first = read_lock_record(lock_file)
+        assert first['slurm_job_id'] == job_id, first
+        assert first['slurm_restart_count'] == 0
         # 1-2 minutes left, less than the signal's lead: Slurm sends it at
         # its next check of the time limits.
         run_time = job()['RunTime']
@@ -208,6 +217,17 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
             'PENDING',
             'the job to wait in the queue',
             timeout=300)
+        # The old run let go of the lock at its stop. Take it as that run
+        # would still hold it, had its node gone with it (NFSv3 keeps a lost
+        # client's locks): the requeued job takes it over.
+        assert not lock_file.exists()
+        held_before = WorkDirLock(
+            work_dir,
+            environ={
+                'SLURM_JOB_ID': job_id,
+                'SLURM_RESTART_COUNT': '0'
+            })
+        held_before.acquire()
         # Its full limit back (the test's cluster holds a requeued job for
         # 11 s instead of Slurm's default 121 s: slurm.conf's cred_expire).
         _scontrol('update', f'JobId={job_id}', 'TimeLimit=10', env=slurm_env)
@@ -219,6 +239,15 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
                 _text(log).split(f'resumed epoch: 0, iter: {stopped_at}')[1]),
             'the resumed training',
             timeout=300)
+        assert f'{lock_file}: taken over from this Slurm job\'s earlier run ' \
+            f'on host {held_before.record["host"]} (pid {os.getpid()}, ' \
+            f'started {held_before.record["started"]}, Slurm job {job_id}), ' \
+            'which the requeue ends' in _text(log)
+        requeued = read_lock_record(lock_file)
+        assert (requeued['slurm_job_id'], requeued['slurm_restart_count']) \
+            == (job_id, 1)
+        held_before.release()  # the old run's end leaves the new lock
+        assert read_lock_record(lock_file) == requeued
         subprocess.run(['scancel', '--signal=TERM', job_id],
                        env=slurm_env,
                        check=True)
@@ -235,6 +264,9 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
             timeout=300)
     finally:
         subprocess.run(['scancel', job_id], env=slurm_env)
+        if held_before is not None:
+            held_before.release()
+    assert not lock_file.exists()  # the requeued run's stop removed it
     assert f'Slurm job {job_id} was requeued (1 of at most 1): going on ' \
         f'from iteration {stopped_at}' in _text(log)
     assert stopped_at < again_at < iters

@@ -6,6 +6,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,11 @@ from mmengine.config import Config
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from projects.res2net.datasets.demo_data import generate_demo_dataset
+from projects.res2net.engine.worklock import LOCK_NAME, WorkDirLock
+from projects.res2net.engine.worklock import read_record as read_lock_record
 from projects.res2net.models.precision import read_record
+from projects.res2net.zoo.table import demo_run_options, rcnn_train_keys
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
@@ -141,9 +146,13 @@ def test_train_resume_test_round_trip(call_tool, tiny_demo_data, tmp_path,
     assert 'resumed epoch: 0, iter: 4' in third.stdout + third.stderr
 
     # Four steps in, scores are low: keep every box so AP is computed.
-    test = call_tool(
-        'test.py', DEMO, tmp_path / 'iter_4.pth', '--work-dir', tmp_path,
-        *quick(tiny_demo_data, **{'model.test_cfg.rcnn.score_thr': 0.0}))
+    # test.py takes no training lock, and runs beside a training run that
+    # holds its work dir (here this process holds it).
+    with WorkDirLock(tmp_path) as lock:
+        test = call_tool(
+            'test.py', DEMO, tmp_path / 'iter_4.pth', '--work-dir', tmp_path,
+            *quick(tiny_demo_data, **{'model.test_cfg.rcnn.score_thr': 0.0}))
+        assert read_lock_record(tmp_path / LOCK_NAME) == lock.record
     assert test.returncode == 0, test.stderr[-3000:]
     saved = json.loads((tmp_path / 'metrics.json').read_text())
     assert saved['checkpoint'].endswith('iter_4.pth')
@@ -194,12 +203,16 @@ def _same_weights(a: Path, b: Path) -> None:
         assert torch.equal(first[key], second[key]), key
 
 
-def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, ram_dir,
-                                      quick, wait_until):
+def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
+                                      tiny_demo_data, ram_dir, quick,
+                                      wait_until):
     """SIGKILL between checkpoints, --resume: the weights and the logged
     losses after the resume point are those of the run never stopped; so
-    with --resume PATH into another work dir, and so after a SIGTERM, which
-    checkpoints the iteration it ends.
+    with --resume PATH into another work dir and with another number of
+    loader workers, and so after a SIGTERM, which checkpoints the iteration
+    it ends. While the resume trains, a second train.py on its work dir
+    stops in one line naming it, and the resume ends as the run never
+    stopped, without a word of the killed run's lock.
 
     Every run is a process of its own, as a user's are: bit-identical
     floats need the same threads and backend settings, which tests run in
@@ -207,15 +220,13 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, ram_dir,
     backward) and cuDNN's algorithms are not bit-reproducible.
     """
     cpu = {'CUDA_VISIBLE_DEVICES': ''}
-    options = quick(
-        tiny_demo_data,
-        **{
-            'train_cfg.max_iters': 5,
-            'default_hooks.checkpoint.interval': 2,
-            'default_hooks.logger.interval': 1,
-            # Augmentation in a loader worker, replayed on resume.
-            'train_dataloader.num_workers': 1,
-        })
+    overrides = {
+        'train_cfg.max_iters': 5,
+        'default_hooks.checkpoint.interval': 2,
+        'default_hooks.logger.interval': 1,
+        'train_dataloader.num_workers': 1,
+    }
+    options = quick(tiny_demo_data, **overrides)
     straight = run_tool(
         'train.py',
         DEMO,
@@ -250,10 +261,51 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, ram_dir,
     assert dumped.default_hooks.checkpoint.backend_args == dict(
         backend='atomic_local')
 
-    resumed = run_tool(
-        'train.py', DEMO, '--work-dir', killed, '--resume', *options, env=cpu)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    log = resumed.stdout + resumed.stderr
+    # The resume holds the work dir (the killed run's lock went with its
+    # process, unmentioned): a second run on it stops in one line, before
+    # it writes anything, and the resume ends as the straight run did.
+    out = ram_dir / 'resumed.out'
+    with open(out, 'w') as log:
+        process = subprocess.Popen([
+            sys.executable, 'tools/train.py', DEMO, '--work-dir', killed,
+            '--resume', *options
+        ],
+                                   cwd=repo,
+                                   env=dict(
+                                       os.environ, PYTHONUNBUFFERED='1',
+                                       **cpu),
+                                   stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   text=True)
+
+    def held_by_the_resume():
+        record = read_lock_record(killed / LOCK_NAME)
+        return record if record and record['pid'] == process.pid else None
+
+    try:
+        holder = wait_until(
+            held_by_the_resume,
+            'the resume to hold its work dir',
+            timeout=300,
+            poll=0.02,
+            process=process,
+            output=out)
+        second = call_tool('train.py', DEMO, '--work-dir', killed, *options)
+        assert process.wait(timeout=600) == 0, out.read_text()[-3000:]
+    finally:
+        process.kill()
+        process.wait()
+    assert second.returncode == 2 and not second.stdout, second.stderr
+    assert second.stderr.splitlines() == [
+        f'error: work dir {killed} is in use by a training run on host '
+        f'{socket.gethostname()} (pid {process.pid}, started '
+        f'{holder["started"]}); wait for it to end or stop it (kill '
+        f'{process.pid}), or train into another --work-dir'
+    ]
+    log = out.read_text()
+    assert not any(
+        words in log for words in (LOCK_NAME, 'in use by', 'taken over'))
+    assert not (killed / LOCK_NAME).exists()  # removed at its end
     assert 'resumed epoch: 0, iter: 2' in log
     assert 'this resume is not exact' not in log
     _same_weights(straight_ckpt := ram_dir / 'straight' / 'iter_5.pth',
@@ -262,6 +314,8 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, ram_dir,
     assert len(after) == 3
     assert {i: v for i, v in _losses(killed).items() if i > 2} == after
 
+    # Into another work dir, loading in the main process instead of a
+    # worker: each sample has its own random stream, whatever loads it.
     again = ram_dir / 'again'
     result = run_tool(
         'train.py',
@@ -270,9 +324,11 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, ram_dir,
         again,
         '--resume',
         killed / 'iter_2.pth',
-        *options,
+        *quick(tiny_demo_data,
+               **dict(overrides, **{'train_dataloader.num_workers': 0})),
         env=cpu)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert 'this resume is not exact' not in result.stdout + result.stderr
     _same_weights(straight_ckpt, again / 'iter_5.pth')
     assert _losses(again) == after
 
@@ -322,21 +378,114 @@ def test_a_killed_run_resumes_exactly(run_tool, repo, tiny_demo_data, ram_dir,
     _same_weights(straight_ckpt, stopped / 'iter_5.pth')
 
 
-def test_an_inexact_resume_says_why(call_tool, tiny_demo_data, tmp_path,
-                                    quick):
-    # The quick options augment in the main process (num_workers=0).
-    options = quick(
-        tiny_demo_data, **{
-            'train_cfg.max_iters': 1,
-            'default_hooks.checkpoint.interval': 1
-        })
-    assert call_tool('train.py', DEMO, '--work-dir', tmp_path,
-                     *options).returncode == 0
-    result = call_tool('train.py', DEMO, '--work-dir', tmp_path, '--resume',
-                       *quick(tiny_demo_data, **{'train_cfg.max_iters': 2}))
+HTC = 'configs/htc_r2_101_fpn_20e.py'
+
+
+def test_htc_resumes_exactly_with_its_own_loader_settings(
+        run_tool, repo, ram_dir, wait_until):
+    """The mission's HTC config with mmdet's COCO loader settings as they
+    are (2 workers that persist across epochs, batches of 2 grouped by
+    aspect ratio), at demo size: resumed from an epoch's checkpoint (where
+    a SIGKILL in the next epoch leaves a run), stopped by SIGTERM mid-epoch
+    and resumed again, it ends with the weights of a run never stopped;
+    test.py evaluates it (boxes and masks).
+
+    HTC's only training run in the suite (tests/configs runs the other
+    configs one step each)."""
+    cfg = Config.fromfile(repo / HTC)
+    loader = cfg.train_dataloader
+    assert (loader.num_workers, loader.persistent_workers,
+            loader.batch_size) == (2, True, 2)
+    data = ram_dir / 'data'
+    # Four images: two iterations an epoch, so that one can stop mid-epoch.
+    generate_demo_dataset(str(data), num_train=4, num_val=1, seed=2)
+    options = [
+        option for option in demo_run_options(
+            str(data), model=cfg.model, scale=96, epochs=2)
+        if not option.startswith('train_dataloader.') or 'pipeline' in option
+    ] + [
+        'model.train_cfg.rpn_proposal.max_per_img=50',
+        *(f'{stage}.sampler.num=16' for stage in rcnn_train_keys(cfg.model)),
+        'model.test_cfg.rcnn.max_per_img=10',
+        'default_hooks.logger.interval=1',
+        # Two runs start from the same weights with a seed (without one
+        # each picks its own; a resume takes its checkpoint's).
+        'randomness.seed=0',
+    ]
+    cpu = {'CUDA_VISIBLE_DEVICES': ''}
+
+    straight = ram_dir / 'straight'
+    result = run_tool(
+        'train.py',
+        HTC,
+        '--work-dir',
+        straight,
+        '--cfg-options',
+        *options,
+        env=cpu)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert ('this resume is not exact: re-reading the skipped batches in the '
-            'main process') in result.stdout + result.stderr
+    assert 'Epoch(train) [2][2/2]' in result.stdout + result.stderr
+
+    # Resumed from epoch 1's checkpoint into a work dir of its own, and
+    # stopped by SIGTERM in the next epoch's first iteration.
+    stopped = ram_dir / 'stopped'
+    out = ram_dir / 'stopped.out'
+    with open(out, 'w') as log:
+        process = subprocess.Popen([
+            sys.executable, 'tools/train.py', HTC, '--work-dir', stopped,
+            '--resume', straight / 'epoch_1.pth', '--cfg-options', *options
+        ],
+                                   cwd=repo,
+                                   env=dict(
+                                       os.environ, PYTHONUNBUFFERED='1',
+                                       **cpu),
+                                   stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: 'resumed epoch: 1, iter: 2' in out.read_text(),
+            'the resume',
+            timeout=600,
+            poll=0.05,
+            process=process,
+            output=out)
+        process.terminate()
+        assert process.wait(timeout=600) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+    assert (stopped / 'last_checkpoint').read_text() == str(stopped /
+                                                            'iter_3.pth')
+
+    result = run_tool(
+        'train.py',
+        HTC,
+        '--work-dir',
+        stopped,
+        '--resume',
+        '--cfg-options',
+        *options,
+        env=cpu)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = out.read_text() + result.stdout + result.stderr
+    assert 'resuming in epoch 2 after 1 of its 2 iterations' in log
+    assert 'this resume is not exact' not in log
+    _same_weights(straight / 'epoch_2.pth', stopped / 'epoch_2.pth')
+
+    test = run_tool(
+        'test.py',
+        HTC,
+        stopped / 'epoch_2.pth',
+        '--work-dir',
+        stopped,
+        '--cfg-options',
+        *options,
+        env=cpu)
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics = json.loads((stopped / 'metrics.json').read_text())['metrics']
+    for task in ('bbox', 'segm'):
+        assert 0.0 <= metrics[f'coco/{task}_mAP'] <= 1.0
+        assert f'| {task} |' in test.stdout
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_checkpoint(
@@ -492,12 +641,32 @@ def test_a_failure_inside_the_runner_leaves_the_work_dir_as_it_was(
     work_dir = tmp_path / 'wd'
     work_dir.mkdir()
     (work_dir / 'notes.txt').write_text('kept')
-    result = call_tool(
-        'train.py', DEMO, '--work-dir', work_dir,
-        *quick(tiny_demo_data, **{'train_dataloader.batch_size': 0}))
+    # An image decoder mmcv does not know: met in the first iteration.
+    broken = {'train_dataloader.dataset.pipeline.0.imdecode_backend': 'nope'}
+    result = call_tool('train.py', DEMO, '--work-dir', work_dir,
+                       *quick(tiny_demo_data, **broken))
     assert result.returncode == 1
-    assert 'batch_size should be a positive integer' in result.stderr
+    assert 'backend: nope is not supported' in result.stderr
     assert _listing(work_dir) == ['notes.txt']
+
+
+@pytest.mark.parametrize('tool', ['train.py', 'test.py'])
+def test_a_number_out_of_range_stops_before_anything_is_written(
+        call_tool, tiny_demo_data, tmp_path, quick, user_error, tool):
+    """A batch size torch's DataLoader refuses: one line before the
+    Runner, naming the key and a valid value (not a traceback from inside
+    it)."""
+    work_dir = tmp_path / 'wd'
+    checkpoint = [tmp_path / 'unread.pth'] if tool == 'test.py' else []
+    loader = 'train' if tool == 'train.py' else 'test'
+    result = call_tool(
+        tool, DEMO, *checkpoint, '--work-dir', work_dir,
+        *quick(tiny_demo_data, **{f'{loader}_dataloader.batch_size': 0}))
+    user_error(
+        result, f'{loader}_dataloader.batch_size=0: must be an integer >= 1, '
+        f'e.g. {loader}_dataloader.batch_size=2; fix the config or its '
+        '--cfg-options')
+    assert not work_dir.exists()
 
 
 def test_skipped_annotations_are_counted_in_the_log(call_tool, tiny_demo_data,
@@ -506,13 +675,45 @@ def test_skipped_annotations_are_counted_in_the_log(call_tool, tiny_demo_data,
     ann_file = data / 'annotations' / 'instances_train2017.json'
     annotations = json.loads(ann_file.read_text())
     annotations['annotations'][0]['bbox'][2] = -3  # a negative width
+    # A category id the file does not define.
+    annotations['annotations'].append(
+        dict(annotations['annotations'][1], id=9001, category_id=999))
     ann_file.write_text(json.dumps(annotations))
     result = call_tool('train.py', DEMO, '--work-dir', tmp_path / 'wd',
                        *quick(data, **{'train_cfg.max_iters': 1}))
     assert result.returncode == 0, result.stderr[-3000:]
     first = annotations['annotations'][0]['id']
+    log = result.stdout + result.stderr
     assert (f'1 x box of zero or negative size (mmdet skips it) (ids '
-            f'{first})') in result.stdout + result.stderr
+            f'{first})') in log
+    assert ("1 x category id not in the file's categories (skipped) (ids "
+            '9001; category ids 999)') in log
+
+
+def test_a_data_root_with_spaces_and_accents_trains_and_tests(
+        call_tool, tiny_demo_data, tmp_path, quick):
+    """--cfg-options data_root=PATH as typed: a space, accents, another
+    script (mmengine's own parser would drop the space); one step, then
+    test.py on its checkpoint."""
+    data = tmp_path / 'my data é' / 'демо'
+    data.parent.mkdir()
+    data.symlink_to(tiny_demo_data, target_is_directory=True)
+    work_dir = tmp_path / 'work dir é'
+    train = call_tool(
+        'train.py', DEMO, '--work-dir', work_dir,
+        *quick(
+            data, **{
+                'train_cfg.max_iters': 1,
+                'default_hooks.checkpoint.interval': 1
+            }))
+    assert train.returncode == 0, train.stderr[-3000:]
+    checkpoint = work_dir / 'iter_1.pth'
+    assert checkpoint.is_file()
+    test = call_tool('test.py', DEMO, checkpoint, '--work-dir', work_dir,
+                     *quick(data, **{'model.test_cfg.rcnn.score_thr': 0.0}))
+    assert test.returncode == 0, test.stderr[-3000:]
+    saved = json.loads((work_dir / 'metrics.json').read_text())
+    assert 'coco/bbox_mAP' in saved['metrics']
 
 
 def test_partial_load_on_purpose(call_tool, tiny_demo_data, tmp_path, quick):

@@ -13,8 +13,10 @@ into two kinds:
   file's categories, an image or HTC semantic map is missing (or, with
   ``images=True``, unreadable), nothing is left to train on after mmdet's
   filter. :func:`check_config` raises them as one :class:`UserError` line.
-* **skips** (:data:`SKIPS`): annotations mmdet drops by design; counted,
-  with the first few ids, and logged, so that a broken export is noticed.
+* **skips** (:data:`SKIPS`): annotations mmdet drops by design (boxes of no
+  area, category ids the file does not define, categories the config's
+  classes leave out); counted, with the first few ids (and the categories
+  concerned), and logged, so that a broken export is noticed.
 
 ``tools/train.py`` and ``tools/test.py`` run the fast part (no image
 decoding) before the Runner starts; ``tools/misc/check_dataset.py`` runs
@@ -24,8 +26,8 @@ import json
 import os.path as osp
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Sequence,
-                    Tuple)
+from typing import (Any, Dict, Hashable, Iterable, Iterator, List, Mapping,
+                    Optional, Sequence, Tuple)
 
 import cv2
 from mmengine.config import Config
@@ -46,7 +48,8 @@ SKIPS = {
     'empty_box': 'box of zero or negative size (mmdet skips it)',
     'outside_image': 'box wholly outside its image (mmdet skips it)',
     'partly_outside': 'box partly outside its image (kept)',
-    'other_category': 'category not in the config\'s classes (skipped)',
+    'unknown_category': 'category id not in the file\'s categories (skipped)',
+    'other_category': 'category the config\'s classes leave out (skipped)',
     'unknown_image': 'annotation of an image id not in images (never read)',
 }
 _SHOWN = 5  # ids shown per problem
@@ -77,9 +80,17 @@ class SplitReport:
     instances: Counter = field(default_factory=Counter)  # by class name
     sizes: Counter = field(default_factory=Counter)  # small/medium/large
     problems: Dict[str, List] = field(default_factory=dict)
+    # The categories of the skipped annotations, by kind: the unknown ids
+    # (unknown_category), the names the classes leave out (other_category).
+    categories: Dict[str, Counter] = field(default_factory=dict)
 
-    def add(self, kind: str, ident) -> None:
+    def add(self,
+            kind: str,
+            ident: Hashable,
+            category: Optional[Hashable] = None) -> None:
         self.problems.setdefault(kind, []).append(ident)
+        if category is not None:
+            self.categories.setdefault(kind, Counter())[category] += 1
 
     @property
     def nothing_kept(self) -> bool:
@@ -103,7 +114,24 @@ class SplitReport:
         shown = ', '.join(map(str, ids[:_SHOWN]))
         more = ', ...' if len(ids) > _SHOWN else ''
         what = {**STOPS, **SKIPS}[kind]
-        return f'{len(ids)} x {what} (ids {shown}{more})'
+        return f'{len(ids)} x {what} (ids {shown}{more}' + \
+            self._categories(kind) + ')'
+
+    def _categories(self, kind: str) -> str:
+        """'; category ids 90, 91' (the unknown ids, in the order met), or
+        '; categories person (2), dog (1)' (those the classes leave out,
+        with the annotations each loses); the first few of either."""
+        found = self.categories.get(kind)
+        if not found:
+            return ''
+        if kind == 'unknown_category':
+            text, items = '; category ids ', list(map(str, found))
+        else:
+            text, items = '; categories ', [
+                f'{name} ({count})' for name, count in found.most_common()
+            ]
+        more = ', ...' if len(items) > _SHOWN else ''
+        return text + ', '.join(items[:_SHOWN]) + more
 
 
 def dataset_configs(cfg: Config,
@@ -213,9 +241,14 @@ def check_split(dataset: Mapping,
         if img is None:
             report.add('unknown_image', ann['id'])
             continue
-        name = category.get(ann['category_id'])
+        # mmdet keeps the annotations of the classes' category ids only
+        # (CocoDataset.parse_data_info), without a word about the others.
+        if ann['category_id'] not in category:
+            report.add('unknown_category', ann['id'], ann['category_id'])
+            continue
+        name = category[ann['category_id']]
         if name not in classes:
-            report.add('other_category', ann['id'])
+            report.add('other_category', ann['id'], name)
             continue
         with_class.add(img['id'])
         x, y, w, h = ann['bbox']

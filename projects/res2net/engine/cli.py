@@ -15,7 +15,8 @@ import logging
 import os
 import os.path as osp
 import sys
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Sequence)
 
 import torch
 from mmdet.utils import register_all_modules, setup_cache_size_limit_of_dynamo
@@ -81,13 +82,75 @@ def _check_key_values(options: Sequence[str]) -> None:
                             'e.g. train_cfg.max_epochs=12')
 
 
+def _top_level_items(text: str) -> List[str]:
+    """``text`` split at its commas outside brackets, as mmengine's
+    ``DictAction`` splits a list, with every character kept.
+
+    Raises:
+        ValueError: Its round or square brackets do not pair up.
+    """
+    if text.count('(') != text.count(')') or \
+            text.count('[') != text.count(']'):
+        raise ValueError('its brackets do not pair up')
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in '([':
+            depth += 1
+        elif char in ')]':
+            depth -= 1
+        elif char == ',' and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    # mmengine ends a list at its last comma: '[a,b,]' is [a, b], '[]' [].
+    if not items[-1].strip():
+        items.pop()
+    return items
+
+
 class CfgOptionsAction(DictAction):
-    """mmengine's ``DictAction``, with an item that is not ``key=value``
-    refused in one line (mmengine's raises a ValueError from inside
-    argparse, a traceback)."""
+    """mmengine's ``DictAction`` that keeps each value as the user typed it.
+
+    mmengine 0.10.7 removes every space of a value before it splits it into
+    list and tuple items, so ``data_root=/data/my set/`` arrives as
+    ``/data/myset/`` and a class ``'sports ball'`` as ``sportsball``. Here
+    only the spaces around the whole value and around each item go; lists
+    (``a,b``, ``[a,b]``), tuples (``(1,2)``), nesting, quotes around an item
+    and the scalars (``_parse_int_float_bool``: int, float, bool, None) are
+    mmengine's. An item that is not ``key=value``, or whose brackets do not
+    pair up, is refused in one line (mmengine raises from inside argparse:
+    a traceback).
+    """
+
+    @staticmethod
+    def _parse_iterable(val: str) -> Any:
+        """A value (or a list item) as mmengine parses it, its inner spaces
+        kept. ``DictAction.__call__`` calls it through ``self``.
+
+        Raises:
+            ValueError: Its brackets do not pair up.
+        """
+        val = val.strip().strip('\'"')
+        is_tuple = val.startswith('(') and val.endswith(')')
+        if is_tuple or (val.startswith('[') and val.endswith(']')):
+            val = val[1:-1]
+        elif ',' not in val:
+            return DictAction._parse_int_float_bool(val)
+        values = [
+            CfgOptionsAction._parse_iterable(item)
+            for item in _top_level_items(val)
+        ]
+        return tuple(values) if is_tuple else values
 
     def __call__(self, parser, namespace, values, option_string=None):
         _check_key_values(values)
+        for option in values:
+            try:
+                self._parse_iterable(option.split('=', 1)[1])
+            except ValueError as err:
+                raise UserError(f'--cfg-options {option}: {err}; write a '
+                                'list as key=[a,b] or a tuple as key=(a,b), '
+                                'quoted for the shell') from err
         super().__call__(parser, namespace, values, option_string)
 
 
@@ -99,19 +162,20 @@ def add_cfg_options(parser: argparse.ArgumentParser) -> None:
         action=CfgOptionsAction,
         help='override config settings, key=value, e.g. data_root=data/demo/'
         ' (moves every dataset path under the old root) or '
-        'model.backbone.init_cfg.checkpoint=/path/to/weights.pth')
+        'model.backbone.init_cfg.checkpoint=/path/to/weights.pth; a list is '
+        'key=[a,b] or key=a,b, a tuple key=(a,b); spaces inside a value '
+        'stay (quote it for the shell)')
 
 
 def parse_cfg_options(options: Sequence[str]) -> Dict[str, Any]:
     """``--cfg-options`` given as ``key=value`` strings, parsed as the tools
-    parse them (mmengine's ``DictAction``), for a tool that passes them on.
+    parse them (:class:`CfgOptionsAction`), for a tool that passes them on.
 
     Raises:
-        UserError: An option without ``=``.
+        UserError: An option without ``=``, or with unpaired brackets.
     """
-    _check_key_values(options)
     parsed = argparse.Namespace()
-    DictAction(
+    CfgOptionsAction(
         option_strings=[], dest='cfg_options')(None, parsed, list(options))
     return parsed.cfg_options
 

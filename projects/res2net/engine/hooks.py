@@ -35,12 +35,21 @@ from .preemption import TrainingStopped, restart_count, stop_signals
 from .quantize import int8_program_for
 
 
-def reseed(seed: int, *position: int) -> None:
-    """Seed torch (CPU and every CUDA device), numpy and ``random`` from
-    ``seed`` and a position in training (epoch or iteration)."""
+def reseed(seed: int, *position: int, devices: bool = True) -> None:
+    """Seed torch, numpy and ``random`` from ``seed`` and a position in
+    training (epoch, iteration or sample).
+
+    Args:
+        devices: Seed torch on every device (CUDA's too), not on the CPU
+            only. A data sample's transforms draw on the CPU, and seeding
+            the devices costs about 0.1 ms, a sample's time in the demo.
+    """
     state = np.random.SeedSequence([seed, *position]).generate_state(2)
     value = int(state[0]) << 32 | int(state[1])
-    torch.manual_seed(value)  # seeds the CUDA devices too
+    if devices:
+        torch.manual_seed(value)  # seeds the CUDA devices too
+    else:
+        torch.default_generator.manual_seed(value)
     np.random.seed(int(state[0]))
     random.seed(value)
 
@@ -62,19 +71,20 @@ class ExactResumeHook(Hook):
     before that epoch's data loader starts. A resumed run reseeds the same
     way at the same positions, and so draws the same numbers.
 
-    The rest of the state mmengine already restores or replays: the
-    samplers' order follows from the seed and the epoch (``DefaultSampler``)
-    or is advanced by re-reading the skipped batches (``InfiniteSampler``,
-    in ``IterBasedTrainLoop``), and loader workers are seeded from the seed
-    and their number. A run resumed in mid-epoch (iteration-based, or from
-    a checkpoint on a stop signal) reads the epoch's trained batches again
-    (``IterBasedTrainLoop``; :class:`~.loops.ResumableEpochBasedTrainLoop`).
-    Two set-ups cannot be replayed, and the hook says so when such a run is
-    resumed: an epoch-based run with ``persistent_workers=True`` (its
-    workers' generators run on across epochs; a resumed run starts them
-    afresh) and a mid-epoch resume that augments in the main process
-    (``num_workers=0``: re-reading the skipped batches draws from its
-    generators).
+    The data is replayed too. ``tools/train.py`` gives each sample its own
+    random stream, a function of the seed, the epoch and the sample's
+    index (:mod:`projects.res2net.datasets.sample_streams`), so a sample is
+    augmented the same whichever worker loads it, however many there are,
+    persistent or not, and after any resume; the samplers' order follows
+    from the seed and the epoch (``DefaultSampler``) or is advanced by
+    re-reading the skipped batches (``InfiniteSampler``, in
+    ``IterBasedTrainLoop``), and a run resumed in mid-epoch re-reads the
+    epoch's trained batches (:class:`~.loops.ResumableEpochBasedTrainLoop`).
+    A loader built without those streams (a Runner made from a config by
+    other code than ``tools/train.py``) replays its data only where the
+    workers restart at the resume point, and the hook says so when it
+    cannot: with ``persistent_workers=True`` in an epoch-based run, or
+    a mid-epoch resume in the main process (``num_workers=0``).
 
     With ``randomness.diff_rank_seed=True`` each rank gets its own stream:
     mmengine adds the rank to ``runner.seed`` then.
@@ -94,19 +104,24 @@ class ExactResumeHook(Hook):
     def inexact_resume(loop: Any) -> Optional[str]:
         """Why resuming ``loop`` cannot replay its data, or None."""
         loader = loop.dataloader
+        # SeededSampler tags each index with its stream, SeededDataset
+        # seeds from it (projects/res2net/datasets/sample_streams.py).
+        sampler = getattr(loader.batch_sampler, 'sampler', loader.sampler)
+        if getattr(sampler, 'tags_samples', False) and getattr(
+                loader.dataset, 'seeds_samples', False):
+            return None  # each sample's stream follows from its position
+        fix = ('; for an exact resume train with tools/train.py, which gives '
+               'each sample its own random stream')
         if isinstance(loop, EpochBasedTrainLoop) and loader.num_workers > 0 \
                 and loader.persistent_workers:
             return ('the augmentations drawn in persistent loader workers '
-                    'restart their random streams; for an exact resume train'
-                    ' with --cfg-options '
-                    'train_dataloader.persistent_workers=False')
+                    'restart their random streams' + fix)
         # Resumed after some of an epoch's batches (iteration-based: of its
         # one long epoch), the loop reads them again.
         if loader.num_workers == 0 and (isinstance(loop, IterBasedTrainLoop)
                                         or loop.iter % len(loader)):
             return ('re-reading the skipped batches in the main process '
-                    'draws from its random generators; for an exact resume '
-                    'train with train_dataloader.num_workers >= 1')
+                    'draws from its random generators' + fix)
         return None
 
     def before_train_epoch(self, runner) -> None:

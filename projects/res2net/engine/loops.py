@@ -23,11 +23,13 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 
     Resumed after ``k`` iterations of an epoch, it reads the epoch's first
     ``k`` batches again without training on them, then trains on from
-    batch ``k``. Reading them (instead of skipping their indices) keeps the
-    data loader's workers on their course: each worker draws its
-    augmentations from a generator that goes on sample by sample, so the
-    batches after the resume point are augmented as in a run never
-    stopped. The arguments and everything else are mmengine's.
+    batch ``k``. Reading them through the data loader (instead of working
+    out where its samplers stand) keeps the sampler, a batch sampler's
+    aspect-ratio groups and, without per-sample streams, the loader
+    workers' generators on the course of a run never stopped; with them
+    (``tools/train.py``: :mod:`projects.res2net.datasets.sample_streams`)
+    each sample is augmented as before whatever loads it. The arguments
+    and everything else are mmengine's.
     """
 
     _skip = 0  # batches of the current epoch trained before a resume

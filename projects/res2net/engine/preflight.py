@@ -9,18 +9,22 @@ So the tool checks here first, and a mistake ends in one line with nothing
 written: the model builds (:func:`build_model`), the checkpoint to start
 from fits it (:func:`check_load_from`), the one to resume from is a
 checkpoint of this model (:func:`read_resume`); ``tools/test.py`` checks
-its checkpoint the same way (:func:`check_weights`). What can only fail inside
+its checkpoint the same way (:func:`check_weights`). Both check the types
+the config names and the numbers its parts take (:func:`check_types`,
+:func:`check_settings`): batch sizes, workers, the schedule, intervals, the
+learning rate, image scales. What can only fail inside
 the Runner is cleaned up by :func:`removed_on_early_failure`.
 """
 import contextlib
 import copy
 import difflib
 import inspect
+import math
 import os
 import os.path as osp
 import re
 import shutil
-from typing import Any, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from mmdet.registry import MODELS
@@ -140,7 +144,8 @@ _TYPED_PARTS = (
 
 def _nodes(node: Any, parts: List[str], path: str) -> Iterator[tuple]:
     """``(path, dict)`` of the dicts at a dotted pattern (``*`` matches any
-    key; lists are walked)."""
+    key, ``*x`` any key that ends in ``x``, ``**`` any depth, none
+    included; lists are walked)."""
     if isinstance(node, (list, tuple)):
         for i, item in enumerate(node):
             yield from _nodes(item, parts, f'{path}.{i}')
@@ -151,9 +156,12 @@ def _nodes(node: Any, parts: List[str], path: str) -> Iterator[tuple]:
         yield path, node
         return
     head, rest = parts[0], parts[1:]
+    if head == '**':
+        yield from _nodes(node, rest, path)
+        rest = parts  # and deeper, below each key
     for key, value in node.items():
-        if head == key or (head.startswith('*')
-                           and str(key).endswith(head[1:])):
+        if head in ('**', key) or (head.startswith('*')
+                                   and str(key).endswith(head[1:])):
             yield from _nodes(value, rest, f'{path}.{key}' if path else key)
 
 
@@ -161,10 +169,12 @@ def check_types(cfg: Config) -> None:
     """Check that every type the config names for mmengine's parts is
     registered, before the Runner builds them one by one (the optimizer
     only once training starts, and a misspelled one ends in an unrelated
-    TypeError inside mmengine).
+    TypeError inside mmengine); then the numbers those parts take
+    (:func:`check_settings`).
 
     Raises:
-        UserError: The path, the unknown type and the closest known one.
+        UserError: The path, the unknown type and the closest known one;
+            or a number out of range, with a valid value.
     """
     import mmdet.registry
     register_all_modules()
@@ -177,6 +187,138 @@ def check_types(cfg: Config) -> None:
                     f'{kind} is not in the {registry.name} registry')
                 raise UserError(f'{cfg.filename}: {path}: {detail}; fix the '
                                 'config or its --cfg-options')
+    check_settings(cfg)
+
+
+# A rule takes a setting's value and the dict that holds it (for the
+# settings that depend on a neighbour) and returns what the value must be
+# and a valid value, or None when it is valid.
+Refusal = Optional[Tuple[str, Any]]
+Rule = Callable[[Any, Mapping], Refusal]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_from(low: int, example: Any, *, off: Optional[str] = None) -> Rule:
+    """An integer >= ``low``; ``off``: what -1 means, where it is allowed
+    as well."""
+    also = f', or -1 for {off}' if off else ''
+
+    def rule(value: Any, owner: Mapping) -> Refusal:
+        if _is_int(value) and (value >= low or (off and value == -1)):
+            return None
+        return f'an integer >= {low}{also}', example
+
+    return rule
+
+
+def _positive_number(example: Any) -> Rule:
+    """A finite number above 0."""
+
+    def rule(value: Any, owner: Mapping) -> Refusal:
+        if isinstance(value, (int, float)) and not isinstance(
+                value, bool) and 0 < value < math.inf:
+            return None
+        return 'a finite number > 0', example
+
+    return rule
+
+
+def _workers_to_keep(value: Any, owner: Mapping) -> Refusal:
+    """``persistent_workers``: torch's DataLoader refuses it without
+    workers (a ValueError when the Runner builds the loader, a traceback
+    after the work dir was made)."""
+    if not value or owner.get('num_workers', 0) != 0:
+        return None
+    return ('False while num_workers is 0 (torch keeps workers alive only '
+            'where there are some)', False)
+
+
+def _after_begin(value: Any, owner: Mapping) -> Refusal:
+    """A scheduler's ``end``: mmengine refuses an end not after its
+    begin, when training starts."""
+    begin = owner.get('begin', 0)
+    low = begin + 1 if _is_int(begin) else 1
+    if _is_int(value) and value >= low:
+        return None
+    return f'an integer > its begin ({begin})', low
+
+
+def _milestones(value: Any, owner: Mapping) -> Refusal:
+    """MultiStepLR's ``milestones``: a step it never reaches (a float, a
+    negative number) leaves the rate as it is without a word; a bare
+    integer fails inside mmengine."""
+    if isinstance(value, (list, tuple)) and all(
+            _is_int(step) and step >= 0 for step in value):
+        return None
+    return ('a list of integers >= 0 (epochs or iterations, as its by_epoch '
+            'says)', '[8,11]')
+
+
+def _image_scale(value: Any, owner: Mapping) -> Refusal:
+    """A resize's ``scale``: mmcv takes an int or a tuple of two; a list
+    (``key=[a,b]`` or ``key=a,b`` on the command line) fails in mmcv, a
+    size of 0 in OpenCV: a traceback at the first batch (the val
+    pipeline's, at the first validation)."""
+    if value is None and owner.get('scale_factor') is not None:
+        return None
+    if _is_int(value) and value > 0:
+        return None
+    if isinstance(value, tuple) and len(value) == 2 and all(
+            _is_int(side) and side > 0 for side in value):
+        return None
+    return 'a positive integer or a tuple of two (width, height)', \
+        '(1333,800)'
+
+
+# The numbers mmengine and torch refuse with a traceback (mid-run for some)
+# or take without a word and misbehave on: (dotted pattern as _nodes reads
+# it, ending in the key; the transform types it applies to, or all; rule).
+_SETTINGS: Tuple[Tuple[str, Tuple[str, ...], Rule], ...] = (
+    ('*_dataloader.batch_size', (), _int_from(1, 2)),
+    ('*_dataloader.num_workers', (), _int_from(0, 2)),
+    ('*_dataloader.persistent_workers', (), _workers_to_keep),
+    ('train_cfg.max_epochs', (), _int_from(1, 12)),
+    ('train_cfg.max_iters', (), _int_from(1, 1000)),
+    ('train_cfg.val_interval', (), _int_from(1, 1)),
+    ('default_hooks.logger.interval', (), _int_from(1, 50)),
+    ('default_hooks.checkpoint.interval', (),
+     _int_from(1, 1, off='no checkpoint but the last')),
+    ('optim_wrapper.optimizer.lr', (), _positive_number(0.02)),
+    ('param_scheduler.begin', (), _int_from(0, 0)),
+    ('param_scheduler.end', (), _after_begin),
+    ('param_scheduler.milestones', (), _milestones),
+    ('*_dataloader.**.scale', ('Resize', ), _image_scale),
+)
+
+
+def check_settings(cfg: Config) -> None:
+    """Check the numbers of the loaders, the loop, the hooks, the optimizer,
+    the schedulers and the resize transforms (:data:`_SETTINGS`) before
+    the Runner takes them.
+
+    Raises:
+        UserError: The first setting out of range: its key, its value, what
+            it must be and a valid value, in one line.
+    """
+    for pattern, types, rule in _SETTINGS:
+        *parents, key = pattern.split('.')
+        for path, owner in _nodes(cfg._cfg_dict, parents, ''):
+            kind = owner.get('type')
+            # 'Resize', 'mmdet.Resize' (a scoped name): the same transform.
+            if isinstance(kind, str):
+                kind = kind.split('.')[-1]
+            if key not in owner or (types and kind not in types):
+                continue
+            refused = rule(owner[key], owner)
+            if refused is not None:
+                wanted, example = refused
+                raise UserError(
+                    f'{cfg.filename}: {path}.{key}={owner[key]!r}: must be '
+                    f'{wanted}, e.g. {path}.{key}={example}; fix the config '
+                    'or its --cfg-options')
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 
 from projects.res2net.datasets.dataset_check import (EMPTY, NOTHING_KEPT,
@@ -80,6 +81,94 @@ def test_skips_are_counted_with_their_ids(repo, data):
     assert any('wholly outside its image' in line for line in lines)
     assert 'skip: 1 x annotation of an image id not in images (never read) ' \
         '(ids 999)' in format_report(report)
+
+
+def _categories_json() -> dict:
+    """Two of the demo's images, annotated by hand: one annotation mmdet
+    keeps (sports ball), three of category ids the file does not define,
+    three of categories a class list of sports ball alone leaves out."""
+    images = [
+        dict(id=i, file_name=f'{i:012d}.png', width=128, height=128)
+        for i in (1, 2)
+    ]
+    categories = [
+        dict(id=1, name='person'),
+        dict(id=18, name='dog'),
+        dict(id=37, name='sports ball')
+    ]
+    annotations = [
+        dict(id=11, image_id=1, category_id=37),
+        dict(id=12, image_id=1, category_id=99),
+        dict(id=13, image_id=2, category_id=99),
+        dict(id=14, image_id=2, category_id=7),
+        dict(id=15, image_id=2, category_id=1),
+        dict(id=16, image_id=1, category_id=1),
+        dict(id=17, image_id=1, category_id=18),
+    ]
+    for ann in annotations:
+        ann.update(bbox=[10, 10, 20, 20], area=400, iscrowd=0)
+    return dict(images=images, annotations=annotations, categories=categories)
+
+
+UNKNOWN = ("3 x category id not in the file's categories (skipped) (ids "
+           '12, 13, 14; category ids 99, 7)')
+LEFT_OUT = ("3 x category the config's classes leave out (skipped) (ids 15, "
+            '16, 17; categories person (2), dog (1))')
+
+
+def test_every_annotation_mmdet_drops_is_named(repo, data):
+    """Unknown category ids and categories the class list leaves out: each
+    annotation named, as mmdet's CocoDataset drops them."""
+    (data / TRAIN).write_text(json.dumps(_categories_json()))
+    config = _config(repo, data)
+    dataset = config.train_dataloader.dataset
+    dataset.metainfo = dict(classes=('sports ball', ))
+    report, = check_config(config, ['train_dataloader'])
+    assert report.problems == {
+        'unknown_category': [12, 13, 14],
+        'other_category': [15, 16, 17],
+    }
+    assert report.describe('unknown_category') == UNKNOWN
+    assert report.describe('other_category') == LEFT_OUT
+    assert skipped_lines([report]) == [
+        f'train_dataloader: {data / TRAIN}: {UNKNOWN}',
+        f'train_dataloader: {data / TRAIN}: {LEFT_OUT}',
+    ]
+    assert report.instances == {'sports ball': 1}
+    # mmdet keeps exactly the one the report counts.
+    coco = CocoDataset(
+        data_root=dataset.data_root,
+        ann_file=dataset.ann_file,
+        data_prefix=dict(img=dataset.data_prefix.img),
+        metainfo=dataset.metainfo,
+        pipeline=[])
+    kept = [
+        inst for i in range(len(coco))
+        for inst in coco.get_data_info(i)['instances']
+    ]
+    assert len(kept) == sum(report.instances.values())
+
+    # Every category the file defines: only the unknown ids are dropped.
+    dataset.metainfo = dict(classes=('person', 'dog', 'sports ball'))
+    report, = check_config(config, ['train_dataloader'])
+    assert list(report.problems) == ['unknown_category']
+    assert report.instances == {'person': 2, 'dog': 1, 'sports ball': 1}
+
+
+def test_many_unknown_categories_show_the_first_few(repo, data):
+    coco = _categories_json()
+    coco['annotations'] = [
+        dict(coco['annotations'][0], id=100 + i, category_id=200 + i)
+        for i in range(7)
+    ]
+    (data / TRAIN).write_text(json.dumps(coco))
+    dataset = _config(repo, data).train_dataloader.dataset
+    dataset.metainfo = dict(classes=('sports ball', ))
+    report = check_split(dataset, 'train_dataloader')
+    assert report.describe('unknown_category').endswith(
+        '(ids 100, 101, 102, 103, 104, ...; category ids 200, 201, 202, 203,'
+        ' 204, ...)')
+    assert "skip: 7 x category id not in the file's" in format_report(report)
 
 
 def test_stops(repo, data):
@@ -169,7 +258,7 @@ def test_nothing_left_after_the_filter_is_a_stop_of_the_report(repo, data):
         f'  STOP: {EMPTY}', '  STOP: 1 x image file missing (ids 2)'
     ]
     assert lines[6].startswith('  skip: ') and \
-        "category not in the config's classes" in lines[6]
+        "category the config's classes leave out" in lines[6]
 
 
 def test_a_custom_class_list_needs_every_head_to_match(repo):

@@ -18,6 +18,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
+from projects.res2net.datasets.sample_streams import use_sample_streams
 from projects.res2net.engine.preemption import stop_signals
 
 
@@ -76,12 +77,22 @@ class SignalAtIterationHook(Hook):
                 time.sleep(0.001)
 
 
+def _streams(loader: dict, streams: bool) -> dict:
+    """The loader with a random stream per sample, as tools/train.py makes
+    it (projects/res2net/datasets/sample_streams.py), if ``streams``."""
+    if streams:
+        use_sample_streams(dict(train_dataloader=loader))
+    return loader
+
+
 def _toy_runner(work_dir: Path,
                 *,
                 epochs: int = 3,
                 signal_at: Optional[int] = None,
                 resume: Optional[Path] = None,
                 num_workers: int = 1,
+                persistent_workers: bool = False,
+                streams: bool = False,
                 batch_size: int = 2,
                 loop: str = 'ResumableEpochBasedTrainLoop',
                 hook_args: Optional[dict] = None) -> Runner:
@@ -95,13 +106,14 @@ def _toy_runner(work_dir: Path,
     return Runner(
         model=Linear(),
         work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=NoisyPoints(),
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            collate_fn=dict(type='default_collate'),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            persistent_workers=False),
+        train_dataloader=_streams(
+            dict(
+                dataset=NoisyPoints(),
+                sampler=dict(type='DefaultSampler', shuffle=True),
+                collate_fn=dict(type='default_collate'),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                persistent_workers=persistent_workers), streams),
         train_cfg=dict(type=loop, max_epochs=epochs),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05)),
         default_hooks=dict(
@@ -118,10 +130,12 @@ def _toy_runner(work_dir: Path,
 @pytest.fixture
 def toy_runner() -> Callable[..., Runner]:
     """``toy_runner(work_dir, epochs=3, signal_at=None, resume=None,
-    num_workers=1, batch_size=2, loop=..., hook_args=None)``: a Runner of
-    4 iterations per epoch (8 points, batches of 2) with ``ExactResumeHook``
-    and ``SignalCheckpointHook`` (``hook_args``), sent SIGTERM before
-    iteration ``signal_at``; the loop ``ResumableEpochBasedTrainLoop``."""
+    num_workers=1, persistent_workers=False, streams=False, batch_size=2,
+    loop=..., hook_args=None)``: a Runner of 4 iterations per epoch (8
+    points, batches of 2) with ``ExactResumeHook`` and
+    ``SignalCheckpointHook`` (``hook_args``), sent SIGTERM before
+    iteration ``signal_at``; the loop ``ResumableEpochBasedTrainLoop``;
+    ``streams``: a random stream per sample, as tools/train.py sets."""
     import projects.res2net  # noqa: F401  (registers the hooks and loop)
     return _toy_runner
 

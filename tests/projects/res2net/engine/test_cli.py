@@ -1,10 +1,12 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""The pieces the tools share: config loading, data checks, AP table."""
+"""The pieces the tools share: config loading, ``--cfg-options``, data
+checks, AP table."""
 
 import pytest
+from mmengine.config import DictAction
 
 from projects.res2net.engine.cli import (ap_table, check_data, load_config,
-                                         run_tool)
+                                         parse_cfg_options, run_tool)
 from projects.res2net.errors import UserError
 
 HTC = 'configs/htc_r2_101_fpn_20e.py'
@@ -46,6 +48,75 @@ def test_bad_config_files_are_user_errors(tmp_path):
     broken.write_text('model = dict(\n')
     with pytest.raises(UserError, match='cannot read config'):
         load_config(str(broken))
+
+
+@pytest.mark.parametrize(
+    'option, value',
+    [
+        # Spaces inside a value stay; those around it and its items go.
+        ('data_root=/data/my set/', '/data/my set/'),
+        ('data_root= /data/my set/ ', '/data/my set/'),
+        ('data_root=/tmp/données é/демо/', '/tmp/données é/демо/'),
+        ("metainfo.classes=('sports ball','cat')", ('sports ball', 'cat')),
+        ("metainfo.classes=( 'sports ball' , 'cat' )", ('sports ball', 'cat')),
+        ('metainfo.classes="(\'sports ball\', \'cat\')"',
+         ('sports ball', 'cat')),
+        ("metainfo.classes=('sports ball',)", ('sports ball', )),
+        ('classes=[traffic light, fire hydrant]',
+         ['traffic light', 'fire hydrant']),
+        ('classes=traffic light,fire hydrant',
+         ['traffic light', 'fire hydrant']),
+        ('scale=(1333, 800)', (1333, 800)),
+        ('x=[(1, 2), [a b, c], d]', [(1, 2), ['a b', 'c'], 'd']),
+        ('x=[]', []),
+        ('x=[1, 2, ]', [1, 2]),
+        ('x= 12 ', 12),
+        ('x=0.5', 0.5),
+        ('x=None', None),
+        ('x=True', True),
+        ('x=a=b', 'a=b'),
+        ('x=', ''),
+    ])
+def test_cfg_options_keep_a_value_as_typed(option, value):
+    parsed = parse_cfg_options([option])
+    assert parsed == {option.split('=')[0].strip('"'): value}
+    assert type(parsed.popitem()[1]) is type(value)  # a tuple stays one
+
+
+@pytest.mark.parametrize('value', [
+    '[a,b]', 'a,b', '(1,2)', '[(1,2,3),[a,b],c]', '((1,2),(3,4))', '1,2,3',
+    '[1,2,]', '()', '[]', "'quoted'", '"[a,b]"', '1e-3', 'false', 'None',
+    '/data/coco/', 'x=y'
+])
+def test_cfg_options_split_as_mmengine_does(value):
+    """Without spaces, every value parses as mmengine's own DictAction
+    parses it."""
+    assert parse_cfg_options([f'key={value}'])['key'] == \
+        DictAction._parse_iterable(value)
+
+
+@pytest.mark.parametrize('option', ['metainfo.classes=(a,(b)', 'x=a],b'])
+def test_unpaired_brackets_are_one_line(option):
+    with pytest.raises(UserError) as info:
+        parse_cfg_options([option])
+    assert str(info.value) == (
+        f'--cfg-options {option}: its brackets do not pair up; write a list '
+        'as key=[a,b] or a tuple as key=(a,b), quoted for the shell')
+
+
+def test_the_typed_root_moves_every_dataset_path(repo):
+    root = '/data/my coco é/'
+    cfg = load_config(
+        str(repo / HTC),
+        parse_cfg_options([
+            f'data_root={root}',
+            "train_dataloader.dataset.metainfo.classes=('sports ball', 'tv')"
+        ]))
+    assert cfg.train_dataloader.dataset.data_root == root
+    assert cfg.val_evaluator.ann_file == \
+        f'{root}annotations/instances_val2017.json'
+    assert cfg.train_dataloader.dataset.metainfo.classes == ('sports ball',
+                                                             'tv')
 
 
 def test_check_data_accepts_demo_data_and_names_missing_parts(

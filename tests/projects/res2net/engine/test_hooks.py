@@ -49,27 +49,38 @@ class _Loader(SimpleNamespace):
         return self.length
 
 
-@pytest.mark.parametrize('cls, position, loader, why', [
-    (EpochBasedTrainLoop, 4, dict(
-        num_workers=2, persistent_workers=True), 'persistent loader workers'),
+SET_UPS = [
+    (EpochBasedTrainLoop, 4, dict(num_workers=2, persistent_workers=True),
+     'persistent loader workers'),
     (EpochBasedTrainLoop, 4, dict(num_workers=2), None),
     (EpochBasedTrainLoop, 4, dict(num_workers=0), None),
     (EpochBasedTrainLoop, 6, dict(num_workers=0), 'in the main process'),
     (EpochBasedTrainLoop, 6, dict(num_workers=1), None),
     (IterBasedTrainLoop, 4, dict(num_workers=0), 'in the main process'),
     (IterBasedTrainLoop, 4, dict(num_workers=1, persistent_workers=True), None)
-])
+]
+
+
+@pytest.mark.parametrize('streams', [False, True])
+@pytest.mark.parametrize('cls, position, loader, why', SET_UPS)
 def test_the_set_ups_that_cannot_be_replayed_are_named(cls, position, loader,
-                                                       why):
+                                                       why, streams):
     loop = cls.__new__(cls)
     loop._iter = position  # an epoch is 4 iterations: 6 is mid-epoch
+    # A stream per sample (tools/train.py) replays every set-up: the
+    # sampler tags the indices, the dataset seeds from the tags.
     loop.dataloader = _Loader(
-        length=4, **dict(dict(persistent_workers=False), **loader))
+        length=4,
+        sampler=SimpleNamespace(tags_samples=streams),
+        batch_sampler=None,
+        dataset=SimpleNamespace(seeds_samples=streams),
+        **dict(dict(persistent_workers=False), **loader))
     said = ExactResumeHook.inexact_resume(loop)
-    if why is None:
+    if why is None or streams:
         assert said is None
     else:
-        assert why in said and 'for an exact resume' in said
+        assert why in said and 'for an exact resume train with ' \
+            'tools/train.py' in said
 
 
 def _runner(iteration: int, last_ckpt=None) -> SimpleNamespace:

@@ -24,10 +24,16 @@ def _losses(work_dir: Path) -> dict:
     }
 
 
-def _stop(toy_runner, work_dir: Path, at: int) -> TrainingStopped:
+def _stop(toy_runner, work_dir: Path, at: int, **setup) -> TrainingStopped:
     with pytest.raises(TrainingStopped) as stopped:
-        toy_runner(work_dir, signal_at=at).train()
+        toy_runner(work_dir, signal_at=at, **setup).train()
     return stopped.value
+
+
+def _same_weights(runner, expected: dict) -> bool:
+    weights = runner.model.state_dict()
+    return all(
+        torch.equal(weights[key], value) for key, value in expected.items())
 
 
 def test_a_run_stopped_mid_epoch_resumes_exactly(toy_runner, tmp_path, capsys):
@@ -63,6 +69,49 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(toy_runner, tmp_path, capsys):
     assert plain.iter == 14
     assert not torch.equal(plain.model.state_dict()['fc.weight'],
                            expected['fc.weight'])
+
+
+def test_persistent_workers_resume_exactly_with_a_stream_per_sample(
+        toy_runner, tmp_path, capsys):
+    """mmdet's COCO loader settings (workers that persist across epochs),
+    with a random stream per sample as tools/train.py sets: a run resumed
+    from an epoch's checkpoint, or stopped mid-epoch and resumed with no
+    workers at all, ends as the run never stopped."""
+    coco = dict(num_workers=2, persistent_workers=True, streams=True)
+    straight = toy_runner(tmp_path / 'straight', **coco)
+    straight.train()
+    expected = straight.model.state_dict()
+    epoch_1 = tmp_path / 'straight' / 'epoch_1.pth'
+
+    # As after a SIGKILL in epoch 2: resumed from epoch 1's checkpoint.
+    resumed = toy_runner(tmp_path / 'killed', resume=epoch_1, **coco)
+    resumed.train()
+    assert _same_weights(resumed, expected)
+    assert 'this resume is not exact' not in capsys.readouterr().out
+
+    stop = _stop(toy_runner, tmp_path / 'stopped', 5, **coco)
+    resumed = toy_runner(
+        tmp_path / 'stopped',
+        resume=stop.checkpoint,
+        num_workers=0,
+        streams=True)
+    resumed.train()
+    assert _same_weights(resumed, expected)
+    assert _losses(tmp_path / 'stopped') == _losses(tmp_path / 'straight')
+
+    # Without the streams the workers' generators restart at the resume,
+    # the run takes another course, and the log says why.
+    plain = dict(coco, streams=False)
+    straight = toy_runner(tmp_path / 'plain', **plain)
+    straight.train()
+    resumed = toy_runner(
+        tmp_path / 'plain_resumed',
+        resume=tmp_path / 'plain' / 'epoch_1.pth',
+        **plain)
+    resumed.train()
+    assert not _same_weights(resumed, straight.model.state_dict())
+    assert 'this resume is not exact: the augmentations drawn in ' \
+        'persistent loader workers' in capsys.readouterr().out
 
 
 def test_a_position_outside_the_epoch_is_refused(toy_runner, tmp_path):

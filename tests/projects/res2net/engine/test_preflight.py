@@ -1,18 +1,139 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/engine/preflight.py: what train.py checks before the
 Runner."""
+import copy
+import functools
+from pathlib import Path
+
 import pytest
 import torch
 from mmdet.registry import MODELS
+from mmengine.config import Config
 from mmengine.registry import Registry
 from torch import nn
 
-from projects.res2net.engine.cli import load_config
-from projects.res2net.engine.preflight import (build_model,
+from projects.res2net.engine.cli import load_config, parse_cfg_options
+from projects.res2net.engine.preflight import (build_model, check_settings,
+                                               check_types,
                                                removed_on_early_failure)
 from projects.res2net.errors import UserError
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
+REPO = Path(__file__).resolve().parents[4]
+
+
+@functools.lru_cache(maxsize=None)
+def _demo() -> Config:
+    return load_config(str(REPO / DEMO))
+
+
+def _demo_with(*options: str) -> Config:
+    """The demo config with ``--cfg-options``, parsed as the tools parse
+    them (read once per process: each test changes a copy)."""
+    cfg = copy.deepcopy(_demo())
+    cfg.merge_from_dict(parse_cfg_options(options))
+    return cfg
+
+
+# --cfg-options -> what the one line says after the key and its value.
+_INTEGER = 'must be an integer >= 1, e.g. '
+_REFUSED = [
+    ('train_dataloader.batch_size=0', _INTEGER + 'train_dataloader.'
+     'batch_size=2'),
+    ('train_dataloader.batch_size=-2', _INTEGER + 'train_dataloader.'
+     'batch_size=2'),
+    ('val_dataloader.batch_size=1.5', _INTEGER + 'val_dataloader.'
+     'batch_size=2'),
+    ('test_dataloader.batch_size=two', _INTEGER + 'test_dataloader.'
+     'batch_size=2'),
+    ('train_dataloader.num_workers=-1', 'must be an integer >= 0, e.g. '
+     'train_dataloader.num_workers=2'),
+    ('train_dataloader.num_workers=1.0', 'must be an integer >= 0'),
+    # mmdet's val loader keeps its workers alive: torch refuses that
+    # without workers, at the first validation.
+    ('val_dataloader.num_workers=0', 'must be False while num_workers is 0'
+     ' (torch keeps workers alive only where there are some), e.g. '
+     'val_dataloader.persistent_workers=False'),
+    ('train_cfg.max_iters=0', _INTEGER + 'train_cfg.max_iters=1000'),
+    ('train_cfg.max_iters=1e3', _INTEGER + 'train_cfg.max_iters=1000'),
+    ('train_cfg.max_epochs=-1', _INTEGER + 'train_cfg.max_epochs=12'),
+    ('train_cfg.val_interval=0', _INTEGER + 'train_cfg.val_interval=1'),
+    ('default_hooks.logger.interval=0', _INTEGER + 'default_hooks.logger.'
+     'interval=50'),
+    ('default_hooks.checkpoint.interval=0', 'must be an integer >= 1, or -1 '
+     'for no checkpoint but the last, e.g. default_hooks.checkpoint.'
+     'interval=1'),
+    ('default_hooks.checkpoint.interval=2.5', 'must be an integer >= 1, or '
+     '-1'),
+    ('optim_wrapper.optimizer.lr=0', 'must be a finite number > 0, e.g. '
+     'optim_wrapper.optimizer.lr=0.02'),
+    ('optim_wrapper.optimizer.lr=-0.01', 'must be a finite number > 0'),
+    ('optim_wrapper.optimizer.lr=nan', 'must be a finite number > 0'),
+    ('optim_wrapper.optimizer.lr=inf', 'must be a finite number > 0'),
+    ('optim_wrapper.optimizer.lr=fast', 'must be a finite number > 0'),
+    ('optim_wrapper.optimizer.lr=True', 'must be a finite number > 0'),
+    ('param_scheduler.0.begin=-1', 'must be an integer >= 0, e.g. '
+     'param_scheduler.0.begin=0'),
+    ('param_scheduler.1.end=0', 'must be an integer > its begin (0), e.g. '
+     'param_scheduler.1.end=1'),
+    ('param_scheduler.1.milestones=320', 'must be a list of integers >= 0 '
+     '(epochs or iterations, as its by_epoch says), e.g. '
+     'param_scheduler.1.milestones=[8,11]'),
+    ('param_scheduler.1.milestones=[320.5]', 'must be a list of integers'),
+    ('train_dataloader.dataset.pipeline.2.scale=[128,128]',
+     'must be a positive integer or a tuple of two (width, height), e.g. '
+     'train_dataloader.dataset.pipeline.2.scale=(1333,800)'),
+    ('train_dataloader.dataset.pipeline.2.scale=128,128', 'must be a '
+     'positive integer or a tuple of two'),
+    ('test_dataloader.dataset.pipeline.1.scale=(128,0)', 'must be a '
+     'positive integer or a tuple of two'),
+    ('val_dataloader.dataset.pipeline.1.scale=(128.5,128)', 'must be a '
+     'positive integer or a tuple of two'),
+    ('val_dataloader.dataset.pipeline.1.scale=0', 'must be a positive '
+     'integer or a tuple of two'),
+]
+
+
+@pytest.mark.parametrize('option, says', _REFUSED)
+def test_a_number_out_of_range_is_one_line_with_a_valid_value(option, says):
+    cfg = _demo_with(option)
+    key, value = option.split('=', 1)
+    with pytest.raises(UserError) as err:
+        check_settings(cfg)
+    message = str(err.value)
+    assert message.startswith(f'{cfg.filename}: ')
+    assert message.endswith('; fix the config or its --cfg-options')
+    assert '\n' not in message
+    found = parse_cfg_options([option])[key]
+    if 'persistent_workers' in says:
+        key, found = key.replace('num_workers', 'persistent_workers'), True
+    assert f': {key}={found!r}: {says}' in message
+    # train.py and test.py check them with the types, before the Runner.
+    with pytest.raises(UserError, match='must be'):
+        check_types(cfg)
+
+
+@pytest.mark.parametrize('options', [
+    (),
+    ('default_hooks.checkpoint.interval=-1', ),
+    ('train_dataloader.num_workers=0',
+     'train_dataloader.persistent_workers=False'),
+    ('train_dataloader.dataset.pipeline.2.scale=128', ),
+    ('train_dataloader.dataset.pipeline.2.scale=(1333, 800)', ),
+    ('optim_wrapper.optimizer.lr=1e-3', ),
+    ('param_scheduler.1.milestones=[]', ),
+    ('param_scheduler.0.begin=10', 'param_scheduler.0.end=11'),
+])
+def test_valid_numbers_pass(options):
+    check_settings(_demo_with(*options))
+
+
+def test_an_absent_or_emptied_part_is_not_checked():
+    cfg = _demo_with()
+    cfg.val_dataloader = None
+    cfg.param_scheduler = dict(type='ConstantLR', factor=0.5)
+    cfg.default_hooks.pop('checkpoint')
+    check_settings(cfg)
 
 
 def test_an_unknown_argument_anywhere_names_its_path_and_the_likely_one(repo):
