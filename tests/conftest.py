@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from projects.res2net.datasets.demo_data import generate_demo_dataset
+from projects.res2net.datasets.sample_streams import use_sample_streams
 from projects.res2net.engine.preemption import stop_signals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -589,10 +590,13 @@ def _files(root: Path) -> Dict[str, str]:
 
 def _run_config(text: str) -> dict:
     """A run's config without what the run's command sets beside the file
-    (the work dir, the launcher, the checkpoints' file backend) and what
+    (the work dir, the launcher, the checkpoints' file backend; with the
+    loader wrappers that train.py adds, whether there or not) and what
     building the model writes into it (mmdet's two-stage detectors copy
     ``train_cfg.rcnn`` and ``test_cfg.rcnn`` into the RoI head's config)."""
     cfg = Config.fromstring(text, '.py').to_dict()
+    # train.py gives the training samples their random streams.
+    use_sample_streams(cfg)
     for key in ('work_dir', 'launcher'):
         cfg.pop(key, None)
     cfg.get('default_hooks', {}).get('checkpoint',
