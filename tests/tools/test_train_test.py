@@ -401,7 +401,7 @@ def test_htc_resumes_exactly_with_its_own_loader_settings(
     generate_demo_dataset(str(data), num_train=4, num_val=1, seed=2)
     options = [
         option for option in demo_run_options(
-            str(data), model=cfg.model, scale=96, epochs=2)
+            str(data), model=cfg.model, scale=64, epochs=2)
         if not option.startswith('train_dataloader.') or 'pipeline' in option
     ] + [
         'model.train_cfg.rpn_proposal.max_per_img=50',

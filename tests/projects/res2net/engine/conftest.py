@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 import pytest
@@ -128,7 +128,7 @@ def _toy_runner(work_dir: Path,
 
 
 @pytest.fixture
-def toy_runner() -> Callable[..., Runner]:
+def toy_runner() -> Iterator[Callable[..., Runner]]:
     """``toy_runner(work_dir, epochs=3, signal_at=None, resume=None,
     num_workers=1, persistent_workers=False, streams=False, batch_size=2,
     loop=..., hook_args=None)``: a Runner of 4 iterations per epoch (8
@@ -137,7 +137,22 @@ def toy_runner() -> Callable[..., Runner]:
     iteration ``signal_at``; the loop ``ResumableEpochBasedTrainLoop``;
     ``streams``: a random stream per sample, as tools/train.py sets."""
     import projects.res2net  # noqa: F401  (registers the hooks and loop)
-    return _toy_runner
+    runners = []
+
+    def make(*args, **kwargs) -> Runner:
+        runners.append(_toy_runner(*args, **kwargs))
+        return runners[-1]
+
+    yield make
+    # A loader with persistent workers keeps them (in its iterator) after
+    # the run; left to the garbage collector, their shutdown stalled a
+    # later test for 100 s. A training process ends them as it exits.
+    for runner in runners:
+        loop = getattr(runner, '_train_loop', None)  # a dict until built
+        loader = getattr(loop, 'dataloader', None)
+        iterator = getattr(loader, '_iterator', None)
+        if hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
 
 
 @pytest.fixture(autouse=True)
