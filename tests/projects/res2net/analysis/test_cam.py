@@ -86,10 +86,18 @@ def test_scores_without_a_backward_are_re_scored(trained_demo, val_images):
         layers,
         topk=2,
         score_thr=0.3,
-        methods=['hirescam'])
+        methods=['hirescam', 'gradcam'])
     assert how == 'class probabilities of the detected boxes'
-    (stage, ) = maps['hirescam']
-    assert stage.name == 'layer4' and stage.cam.std() > 0.01
+    # The re-scored probabilities' gradient reaches layer4: Grad-CAM
+    # weighs its channels by their mean gradients, a flat map only if none
+    # flows. HiResCAM (the ReLU of gradient x activation, cell by cell) can
+    # be flat with a gradient: all its cells negative, as the demo model's
+    # first image gives at layer4 with Soft-NMS.
+    for method in ('hirescam', 'gradcam'):
+        (stage, ) = maps[method]
+        assert stage.name == 'layer4'
+        assert 0 <= stage.cam.min() <= stage.cam.max() <= 1
+    assert maps['gradcam'][0].cam.std() > 0.01
 
 
 def test_layers_to_explain(detector):
