@@ -26,6 +26,9 @@ from projects.res2net.zoo.table import demo_run_options, rcnn_train_keys
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
+# Runs compared bit for bit: on the CPU (CUDA's atomic adds and cuDNN's
+# algorithms are not bit-reproducible).
+CPU = {'CUDA_VISIBLE_DEVICES': ''}
 
 # --- errors users hit first ---------------------------------------------
 
@@ -203,6 +206,38 @@ def _same_weights(a: Path, b: Path) -> None:
         assert torch.equal(first[key], second[key]), key
 
 
+def _start_train(repo: Path, out: Path, *args) -> subprocess.Popen:
+    """``tools/train.py ARGS`` on the CPU in a process of its own, as a user
+    starts it, its output (unbuffered) in the file ``out``."""
+    with open(out, 'w') as log:
+        return subprocess.Popen(
+            [sys.executable, 'tools/train.py', *map(str, args)],
+            cwd=repo,
+            env=dict(os.environ, PYTHONUNBUFFERED='1', **CPU),
+            stdout=log,
+            stderr=subprocess.STDOUT)
+
+
+def _stop_with_sigterm(process: subprocess.Popen, out: Path, marker: str,
+                       what: str, wait_until, *, timeout: float,
+                       stop_timeout: float) -> None:
+    """SIGTERM ``process`` once ``marker`` is in its output ``out``; it
+    must end with SIGTERM's status (a checkpoint saved, no traceback)."""
+    try:
+        wait_until(
+            lambda: marker in out.read_text(),
+            what,
+            timeout=timeout,
+            poll=0.02,
+            process=process,
+            output=out)
+        process.terminate()
+        assert process.wait(timeout=stop_timeout) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
                                       tiny_demo_data, ram_dir, quick,
                                       wait_until):
@@ -219,7 +254,6 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
     this process may have changed. On the CPU: CUDA's atomic adds (RoIAlign's
     backward) and cuDNN's algorithms are not bit-reproducible.
     """
-    cpu = {'CUDA_VISIBLE_DEVICES': ''}
     overrides = {
         'train_cfg.max_iters': 5,
         'default_hooks.checkpoint.interval': 2,
@@ -233,7 +267,7 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
         '--work-dir',
         ram_dir / 'straight',
         *options,
-        env=cpu)
+        env=CPU)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     killed = ram_dir / 'killed'
@@ -241,7 +275,7 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
         sys.executable, 'tools/train.py', DEMO, '--work-dir', killed, *options
     ],
                                cwd=repo,
-                               env=dict(os.environ, **cpu),
+                               env=dict(os.environ, **CPU),
                                stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -265,18 +299,8 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
     # process, unmentioned): a second run on it stops in one line, before
     # it writes anything, and the resume ends as the straight run did.
     out = ram_dir / 'resumed.out'
-    with open(out, 'w') as log:
-        process = subprocess.Popen([
-            sys.executable, 'tools/train.py', DEMO, '--work-dir', killed,
-            '--resume', *options
-        ],
-                                   cwd=repo,
-                                   env=dict(
-                                       os.environ, PYTHONUNBUFFERED='1',
-                                       **cpu),
-                                   stdout=log,
-                                   stderr=subprocess.STDOUT,
-                                   text=True)
+    process = _start_train(repo, out, DEMO, '--work-dir', killed, '--resume',
+                           *options)
 
     def held_by_the_resume():
         record = read_lock_record(killed / LOCK_NAME)
@@ -326,7 +350,7 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
         killed / 'iter_2.pth',
         *quick(tiny_demo_data,
                **dict(overrides, **{'train_dataloader.num_workers': 0})),
-        env=cpu)
+        env=CPU)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'this resume is not exact' not in result.stdout + result.stderr
     _same_weights(straight_ckpt, again / 'iter_5.pth')
@@ -338,31 +362,14 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
     # run did.
     stopped = ram_dir / 'stopped'
     out = ram_dir / 'stopped.out'
-    with open(out, 'w') as log:
-        process = subprocess.Popen([
-            sys.executable, 'tools/train.py', DEMO, '--work-dir', stopped,
-            *options
-        ],
-                                   cwd=repo,
-                                   env=dict(
-                                       os.environ, PYTHONUNBUFFERED='1',
-                                       **cpu),
-                                   stdout=log,
-                                   stderr=subprocess.STDOUT,
-                                   text=True)
-    try:
-        wait_until(
-            lambda: 'Iter(train)' in out.read_text(),
-            'a training iteration',
-            timeout=300,
-            poll=0.02,
-            process=process,
-            output=out)
-        process.terminate()
-        assert process.wait(timeout=120) == 128 + signal.SIGTERM
-    finally:
-        process.kill()
-        process.wait()
+    _stop_with_sigterm(
+        _start_train(repo, out, DEMO, '--work-dir', stopped, *options),
+        out,
+        'Iter(train)',
+        'a training iteration',
+        wait_until,
+        timeout=300,
+        stop_timeout=120)
     last = out.read_text().strip().splitlines()[-1]
     stop = re.fullmatch(
         r'training stopped by SIGTERM \(preemption, the time limit or a '
@@ -373,7 +380,7 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
     command = shlex.split(stop[3])
     assert command[:2] == ['python', 'tools/train.py'] and \
         command[-1] == '--resume'
-    result = run_tool('train.py', *command[2:], env=cpu)
+    result = run_tool('train.py', *command[2:], env=CPU)
     assert result.returncode == 0, result.stderr[-3000:]
     _same_weights(straight_ckpt, stopped / 'iter_5.pth')
 
@@ -412,7 +419,6 @@ def test_htc_resumes_exactly_with_its_own_loader_settings(
         # each picks its own; a resume takes its checkpoint's).
         'randomness.seed=0',
     ]
-    cpu = {'CUDA_VISIBLE_DEVICES': ''}
 
     straight = ram_dir / 'straight'
     result = run_tool(
@@ -422,7 +428,7 @@ def test_htc_resumes_exactly_with_its_own_loader_settings(
         straight,
         '--cfg-options',
         *options,
-        env=cpu)
+        env=CPU)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'Epoch(train) [2][2/2]' in result.stdout + result.stderr
 
@@ -430,30 +436,15 @@ def test_htc_resumes_exactly_with_its_own_loader_settings(
     # stopped by SIGTERM in the next epoch's first iteration.
     stopped = ram_dir / 'stopped'
     out = ram_dir / 'stopped.out'
-    with open(out, 'w') as log:
-        process = subprocess.Popen([
-            sys.executable, 'tools/train.py', HTC, '--work-dir', stopped,
-            '--resume', straight / 'epoch_1.pth', '--cfg-options', *options
-        ],
-                                   cwd=repo,
-                                   env=dict(
-                                       os.environ, PYTHONUNBUFFERED='1',
-                                       **cpu),
-                                   stdout=log,
-                                   stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            lambda: 'resumed epoch: 1, iter: 2' in out.read_text(),
-            'the resume',
-            timeout=600,
-            poll=0.05,
-            process=process,
-            output=out)
-        process.terminate()
-        assert process.wait(timeout=600) == 128 + signal.SIGTERM
-    finally:
-        process.kill()
-        process.wait()
+    _stop_with_sigterm(
+        _start_train(repo, out, HTC, '--work-dir', stopped, '--resume',
+                     straight / 'epoch_1.pth', '--cfg-options', *options),
+        out,
+        'resumed epoch: 1, iter: 2',
+        'the resume',
+        wait_until,
+        timeout=600,
+        stop_timeout=600)
     assert (stopped / 'last_checkpoint').read_text() == str(stopped /
                                                             'iter_3.pth')
 
@@ -465,7 +456,7 @@ def test_htc_resumes_exactly_with_its_own_loader_settings(
         '--resume',
         '--cfg-options',
         *options,
-        env=cpu)
+        env=CPU)
     assert result.returncode == 0, result.stderr[-3000:]
     log = out.read_text() + result.stdout + result.stderr
     assert 'resuming in epoch 2 after 1 of its 2 iterations' in log
@@ -480,7 +471,7 @@ def test_htc_resumes_exactly_with_its_own_loader_settings(
         stopped,
         '--cfg-options',
         *options,
-        env=cpu)
+        env=CPU)
     assert test.returncode == 0, test.stderr[-3000:]
     metrics = json.loads((stopped / 'metrics.json').read_text())['metrics']
     for task in ('bbox', 'segm'):
