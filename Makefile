@@ -29,7 +29,7 @@ $(STAMP): requirements.txt setup.cfg
 	@echo "==> [2/4] build requirements: $(BUILD_REQS)"
 	$(PIP) install $(foreach r,$(BUILD_REQS),'$(r)')
 	@echo "==> [3/4] $(MMCV_REQ) with its compiled ops (FORCE_CUDA=$(FORCE_CUDA))."
-	@echo "    The first build takes about 13 minutes on 2 cores; pip caches the wheel."
+	@echo "    The first build takes most of the install (docs/get_started.md#timings); pip caches the wheel."
 	MMCV_WITH_OPS=1 FORCE_CUDA=$(FORCE_CUDA) MAX_JOBS=$(MAX_JOBS) \
 		$(PIP) install --no-build-isolation \
 		$(if $(filter 1,$(FORCE_CUDA)),--no-cache-dir) "$(MMCV_REQ)"
@@ -42,7 +42,7 @@ $(STAMP): requirements.txt setup.cfg
 demo: install
 	@echo "==> demo data in $(DEMO_DATA)"
 	$(PY) tools/misc/generate_demo_data.py --out $(DEMO_DATA)
-	@echo "==> training $(DEMO_CONFIG) on the CPU: 400 iterations (0.56 s each on a fast 2-core machine, about 1.1 s on a slow one)"
+	@echo "==> training $(DEMO_CONFIG) on the CPU: 400 iterations (docs/get_started.md#timings)"
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	@echo "==> testing the last checkpoint"
 	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" \
@@ -64,9 +64,9 @@ gpu-check:
 	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/gpu_check.sh
 
 lint: install
-	$(PY) -m flake8 projects tools tests configs
-	$(PY) -m isort --check-only --diff projects tools tests configs
-	$(PY) -m yapf --diff --recursive projects tools tests configs
+	$(PY) -m flake8 projects tools tests configs demo
+	$(PY) -m isort --check-only --diff projects tools tests configs demo
+	$(PY) -m yapf --diff --recursive projects tools tests configs demo
 
 clean:
 	rm -rf $(DEMO_WORK_DIR) $(DEMO_DATA)

@@ -1,6 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """Fixtures shared by the tests: generated data and running the tools."""
 import contextlib
+import functools
 import gc
 import hashlib
 import io
@@ -13,7 +14,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -712,3 +715,43 @@ def trained_demo(run_tool, dist_devices) -> TrainedDemo:
         work_dir = Path(json.loads(decided.read_text())['work_dir'])
     checkpoint = work_dir / f'iter_{iters}.pth'
     return TrainedDemo(root, work_dir, checkpoint, _train_log(work_dir), iters)
+
+
+class Served(NamedTuple):
+    url: str  # the folder's URL, ending in '/'
+    requests: List[str]  # the paths asked for, in order
+
+
+@pytest.fixture
+def serve_http(tmp_path, monkeypatch) -> Iterator[Callable[[Path], Served]]:
+    """``serve_http(folder)``: the folder's files over ``http://`` from this
+    process (127.0.0.1) for the test, as a model zoo serves checkpoints;
+    torch's hub cache, where remote checkpoints are downloaded to, in
+    ``tmp_path``."""
+    servers = []
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.setattr(torch.hub, '_hub_dir', None)  # from TORCH_HOME
+
+    def serve(folder: Path) -> Served:
+        requests = []
+
+        class Handler(SimpleHTTPRequestHandler):
+
+            def log_message(self, format, *args) -> None:
+                requests.append(self.path)
+
+        server = ThreadingHTTPServer(
+            ('127.0.0.1', 0),
+            functools.partial(Handler, directory=str(folder)))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return Served(f'http://127.0.0.1:{server.server_port}/', requests)
+
+    try:
+        yield serve
+    finally:
+        for server, thread in servers:
+            server.shutdown()
+            server.server_close()
+            thread.join()

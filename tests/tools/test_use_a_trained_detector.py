@@ -1,7 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
-"""docs/inference.md, "Use a trained detector": mmdet's DetInferencer and
-mmdet's own tools, unchanged, on our configs and the trained demo
-checkpoint."""
+"""docs/inference.md, "Your own checkpoint" and "mmdet's tools": mmdet's
+DetInferencer and mmdet's own tools, unchanged, on our configs and the
+trained demo checkpoint."""
 import json
 import os
 import shutil

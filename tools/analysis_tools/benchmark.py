@@ -130,8 +130,8 @@ def main() -> None:
           f'({result["memory_kind"]}'
           f'{", both detectors" if against else ""}); '
           f'{result["shape_note"]}; ' +
-          ('random weights, no checkpoint' if args.checkpoint is
-           None else f'weights {args.checkpoint}'))
+          (f'random weights (seed {result["seed"]}), no checkpoint' if args.
+           checkpoint is None else f'weights {args.checkpoint}'))
     if report.summary():
         print(report.summary())
     for precision, form in result['precisions'].items():

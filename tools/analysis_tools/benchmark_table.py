@@ -11,19 +11,25 @@ Example:
     python tools/analysis_tools/benchmark_table.py work_dirs/faster \\
         work_dirs/htc --compare --metafile metafile.yml
     python tools/analysis_tools/benchmark_table.py --reference \\
-        --speed-from docs/zoo_speed
+        --speed-from docs/zoo_speed --metafile metafile.yml
+    python tools/analysis_tools/benchmark_table.py --speed-table docs/zoo_speed
 
-The model zoo publishes no inference speed for the reference models:
-``--speed-from DIR`` fills their fps from ``DIR/<config name>/benchmark.json``
-as ``benchmark.py CONFIG --work-dir DIR/<config name>`` wrote it, each
-labelled with the device it was measured on.
+``--reference`` prints the MMDetection model zoo's own table of the Res2Net
+detectors. Its "Inf time (fps)" column is a GPU's, and the zoo publishes
+none for these models: ``--speed-from DIR`` reads ``DIR/<config
+name>/benchmark.json`` as ``benchmark.py CONFIG --work-dir DIR/<config
+name>`` wrote it; a GPU's fills the column, labelled with the GPU, a CPU's
+stays out of it. Both go into the metafile's ``inference time (ms/im)``
+with their device. ``--speed-table DIR`` prints every config's speed of
+``DIR`` as measured: fps, ms/image, peak memory, input and device.
 """
 import argparse
 import sys
 
 from projects.res2net.engine.cli import run_tool, tool_parser
 from projects.res2net.errors import UserError
-from projects.res2net.zoo.table import (format_table, missing_lines, read_run,
+from projects.res2net.zoo.table import (format_speed_table, format_table,
+                                        missing_lines, read_run,
                                         reference_rows, update_metafile)
 
 
@@ -47,8 +53,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--speed-from',
         metavar='DIR',
-        help='with --reference: fill the fps from DIR/<config name>/'
-        'benchmark.json of tools/analysis_tools/benchmark.py, e.g. '
+        help='with --reference: read each config\'s speed from DIR/<config '
+        'name>/benchmark.json of tools/analysis_tools/benchmark.py, e.g. '
+        'docs/zoo_speed (a GPU\'s fills the Inf time column; a CPU\'s goes '
+        'into the metafile only)')
+    parser.add_argument(
+        '--speed-table',
+        metavar='DIR',
+        help='print the speed of every DIR/<config name>/benchmark.json '
+        '(fps, ms/image, peak memory, input, device) instead, e.g. '
         'docs/zoo_speed')
     parser.add_argument(
         '--compare',
@@ -60,8 +73,13 @@ def parse_args() -> argparse.Namespace:
         help='write (update) the models into this model-index file, e.g. '
         'metafile.yml')
     args = parser.parse_args()
+    if args.speed_table:
+        if args.work_dirs or args.reference or args.speed_from or \
+                args.compare or args.metafile:
+            parser.error('--speed-table DIR goes alone')
+        return args
     if bool(args.work_dirs) == args.reference:
-        parser.error('give WORK_DIRs or --reference')
+        parser.error('give WORK_DIRs, --reference or --speed-table DIR')
     if args.speed_from and not args.reference:
         parser.error('--speed-from goes with --reference (a work dir\'s own '
                      'benchmark.json gives its fps)')
@@ -70,6 +88,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.speed_table:
+        print(format_speed_table(args.speed_table))
+        return
     if args.reference:
         rows = reference_rows(args.speed_from)
     else:

@@ -2,7 +2,7 @@
 """Params and FLOPs of a detector and of its backbone at one input shape.
 
 The entry point: how they are counted, and the numbers measured with it
-against mmdet's model zoo, are in ``projects/res2net/analysis/flops.py``.
+against the published ones, are in ``projects/res2net/analysis/flops.py``.
 
 Example:
     python tools/analysis_tools/get_flops.py \
@@ -53,9 +53,8 @@ def main() -> None:
               f'{padded[0]}x{padded[1]}')
     if result['num_proposals'] is not None:
         print(f'RoI head counted on {result["num_proposals"]} proposals')
-    print(f'{CONVENTION}; ops it does not count '
-          '(batch norm, pooling, adds, NMS, RoIAlign, ...) '
-          'are left out')
+    print(f'{CONVENTION}; adds, activations, max pooling and mmcv\'s '
+          'compiled ops (NMS, RoIAlign, deformable conv) count zero')
     if args.out:
         write_json(args.out, result)
         print(f'written to {args.out}')

@@ -80,6 +80,9 @@ from ..models.precision import to_precision
 from .speed import (calibrate_batch_norms, counterpart, describe_device,
                     peak_memory, rotated, sync)
 
+# The seed of random weights (no checkpoint), recorded in benchmark.json.
+RANDOM_WEIGHTS_SEED = 0
+
 
 def to_deploy_form(model: nn.Module,
                    device: str = 'cpu',
@@ -297,6 +300,13 @@ def benchmark_detector(cfg: Config,
         fuse = channels_last = compile = True
     if cfg.get('env_cfg', {}).get('cudnn_benchmark'):
         torch.backends.cudnn.benchmark = True
+    # Random weights are drawn from one seed: how many boxes pass the score
+    # threshold, and so the heads' and NMS's work, depends on the draw (a
+    # detector's time moved 2x between unseeded runs), so that runs of one
+    # config differ by the machine only.
+    seed = RANDOM_WEIGHTS_SEED if checkpoint is None else None
+    if seed is not None:
+        torch.manual_seed(seed)
     ours = build_detector(cfg, checkpoint)
     loader = build_test_loader(cfg)
     first = next(endless(loader))
@@ -304,6 +314,7 @@ def benchmark_detector(cfg: Config,
     if against:
         other = deepcopy(cfg)
         other.model.backbone = counterpart(cfg.model.backbone, against)
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
         others[against] = build_detector(other, None)
     for name, model in [('ours', ours), *others.items()]:
         if name != 'ours' or checkpoint is None:
@@ -361,6 +372,7 @@ def benchmark_detector(cfg: Config,
         checkpoint=checkpoint,
         device=device,
         hardware=describe_device(device),
+        seed=seed,
         batch_size=1,
         input_shape=list(shape) if shape is not None else None,
         num_images=num_images,

@@ -12,8 +12,10 @@ preprocessed image. Here the image is a fake one of the given shape
 normalises and pads it as it would a real one. The weights are random (no
 ``init_cfg`` is applied, nothing is downloaded), which does not change the
 count. mmengine counts one multiply-add as one FLOP, as mmdet's model zoo
-does; ops it has no rule for (batch norm, pooling, adds, NMS, RoIAlign) count
-zero. The backbone's share is read off the same trace.
+does, norms a few per element, and zero for adds, activations, max pooling
+and mmcv's compiled ops (NMS, RoIAlign, deformable convolution): the
+convention in docs/useful_tools.md. The backbone's share is read off the
+same trace.
 
 Two-stage detectors: the RoI heads are counted on the proposals the RPN
 keeps, which with random weights is ``test_cfg.rpn.max_per_img`` (1000 in
@@ -24,7 +26,7 @@ Measured with this tool (CPU, torch 2.13, mmengine 0.10.7) at 1280x800
 (``--shape 800 1280``; ``--shape 1280 800`` gives the same numbers):
 
 =============================  ==========  =========  =============
-model                          params (M)  FLOPs (G)  model zoo (G)
+model                          params (M)  FLOPs (G)  published (G)
 =============================  ==========  =========  =============
 Faster R-CNN R2-101-FPN        61.422      293.208    293.7
 Faster R-CNN R-101-FPN         60.745      282.774    283.1
@@ -33,10 +35,11 @@ backbone ResNet-101            42.500      159.833
 =============================  ==========  =========  =============
 
 (R-101: ``_base_ = 'mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py'``.)
-The detector ratio R2-101 / R-101 is 1.0369 (model zoo: 293.7 / 283.1 =
-1.0374); the heads are the same, so the whole difference (10.434 G; zoo
-10.6) is the backbones'. One detector at this size takes 45-50 s on 2 busy
-CPU cores, nearly all of it in the tracer.
+(Published: the Res2Net authors' mmdetection, ``configs/res2net/README.md``,
+293.68 and 283.14 at 1280x800.) The detector ratio R2-101 / R-101 is 1.0369
+(published: 1.0372); the heads are the same, so the whole difference
+(10.434 G; published 10.5) is the backbones'. One detector at this size
+takes 45-50 s on 2 busy CPU cores, nearly all of it in the tracer.
 
 Example:
     python tools/analysis_tools/get_flops.py \\

@@ -308,12 +308,13 @@ def choose_device(requested: Optional[str]) -> str:
     """``requested``, or cuda when available, else cpu.
 
     Raises:
-        UserError: cuda asked for but not available.
+        UserError: cuda (or ``cuda:N``, as mmdet's demos default to) asked
+            for but not available.
     """
     available = torch.cuda.is_available()
-    if requested == 'cuda' and not available:
-        raise UserError('--device cuda: no CUDA device is available to torch'
-                        ' here; use --device cpu')
+    if requested and requested.startswith('cuda') and not available:
+        raise UserError(f'--device {requested}: no CUDA device is available '
+                        'to torch here; use --device cpu')
     return requested or ('cuda' if available else 'cpu')
 
 

@@ -13,11 +13,19 @@ Two problems live here, once, so that no tool has to work around them:
   network failure into a traceback, so a wrong or unreachable file either
   silently leaves layers random or drowns the cause. :func:`load_pretrained`
   loads strictly and raises a one-line :class:`CheckpointError` instead.
+* mmengine fetches ``http(s)://`` and ``open-mmlab://`` checkpoints with
+  torch's hub loader, which unpickles in full (``weights_only=False``):
+  a URL would run whatever its pickle names. :func:`allow_mmengine_checkpoints`
+  also registers loaders for those schemes (mmengine's ``CheckpointLoader``
+  registry) that download as mmengine does, into the same cache, and load
+  like a local file: weights-only unless ``--trust-checkpoint``.
 * A model built only to be given a checkpoint's weights draws random
   numbers for each of its parameters first, which the checkpoint then
   replaces: :func:`no_random_init` builds it without them.
 """
 import contextlib
+import logging
+import os
 import os.path as osp
 import pickle
 import re
@@ -25,11 +33,15 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any, Iterator, Optional
 from urllib.error import URLError
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, print_log
-from mmengine.runner.checkpoint import CheckpointLoader, get_external_models
+from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
+                                        get_deprecated_model_names,
+                                        get_external_models)
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -78,7 +90,10 @@ def allow_mmengine_checkpoints() -> None:
     mmengine stores its message hub (``HistoryBuffer`` objects holding numpy
     arrays, numpy scalars and their statistics methods) in every checkpoint
     it saves. These are plain data containers, so allow-listing exactly them
-    keeps the weights-only unpickler on for everything else.
+    keeps the weights-only unpickler on for everything else. Remote
+    checkpoints (``http(s)://``, ``open-mmlab://``) are loaded by
+    :func:`load_remote` and :func:`load_model_zoo`, so that the same holds
+    for them.
     """
     multiarray = np._core.multiarray if hasattr(
         np, '_core') else np.core.multiarray
@@ -92,6 +107,73 @@ def allow_mmengine_checkpoints() -> None:
         multiarray.scalar, *sorted(dtype_classes, key=str),
         (_history_buffer_method, 'builtins.getattr')
     ])
+    # Remote files as local ones: through the same weights-only loader.
+    CheckpointLoader.register_scheme(
+        prefixes=('http://', 'https://'), loader=load_remote, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=_MODEL_ZOO_SCHEMES, loader=load_model_zoo, force=True)
+
+
+def download(url: str, model_dir: Optional[str] = None) -> str:
+    """The local copy of ``url`` in torch's hub cache, fetched if absent.
+
+    The file torch's ``load_state_dict_from_url`` (which mmengine uses)
+    would cache: ``<hub dir>/checkpoints/<file name>``, so that a file
+    fetched before, by either, is not fetched again.
+    """
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    if not osp.isfile(cached):
+        os.makedirs(model_dir, exist_ok=True)
+        print_log(f'downloading {url} to {cached}', logger='current')
+        # Written to a temporary name and renamed: never a partial file.
+        torch.hub.download_url_to_file(url, cached, progress=False)
+    return cached
+
+
+def load_remote(filename: str,
+                map_location: Optional[str] = None,
+                model_dir: Optional[str] = None) -> Any:
+    """mmengine's ``http(s)://`` checkpoint loader, loading weights-only.
+
+    As mmengine's ``load_from_http``: in a distributed run local rank 0
+    downloads while the others wait. Then ``torch.load`` with its default,
+    ``weights_only=True`` (the mmengine allow-list above), unless
+    ``--trust-checkpoint`` set :data:`TRUST_VARIABLE`.
+    """
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        cached = download(filename, model_dir)
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            cached = download(filename, model_dir)
+    return torch.load(cached, map_location=map_location)
+
+
+def load_model_zoo(filename: str, map_location: Optional[str] = None) -> Any:
+    """mmengine's ``open-mmlab://NAME`` loader, through :func:`load_remote`.
+
+    The name is looked up in mmengine's model-zoo table (a ``KeyError`` for
+    an unknown one, as mmengine raises); a URL is fetched and cached, a
+    relative path is a file under mmengine's home.
+    """
+    scheme = next(s for s in _MODEL_ZOO_SCHEMES if filename.startswith(s))
+    name = filename[len(scheme):]
+    renamed = get_deprecated_model_names().get(name)
+    if renamed:
+        print_log(
+            f'{scheme}{name} is deprecated in favor of {scheme}{renamed}',
+            logger='current',
+            level=logging.WARNING)
+        name = renamed
+    url = get_external_models()[name]
+    if url.startswith(('http://', 'https://')):
+        return load_remote(url, map_location=map_location)
+    path = osp.join(_get_mmengine_home(), url)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path} can not be found.')
+    return torch.load(path, map_location=map_location)
 
 
 def _fetch_hint(checkpoint: str) -> str:

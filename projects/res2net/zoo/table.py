@@ -7,6 +7,10 @@ rows (:data:`REFERENCE`) are the MMDetection model zoo's published Res2Net
 results. :func:`read_run` builds a row from a work dir, from what the tools
 wrote there and nothing else: a number that is not there stays ``None`` and
 the reason is recorded, so a table never shows a made-up value.
+
+:func:`format_speed_table` is the other table: the speed of each config as
+``benchmark.py`` measured it, one row per ``benchmark.json``, each with its
+device (docs/speed.md holds it for this project's CPU).
 """
 import dataclasses
 import glob
@@ -42,6 +46,9 @@ class Row:
     epochs: Optional[int]
     iterations: Optional[int]
     memory_gb: Optional[float]
+    # The "Inf time (fps)" cell. A reference row shows the zoo's value
+    # there (none published) or one measured on a GPU, never a CPU's (see
+    # reference_rows); its ms_per_image still goes into the metafile.
     fps: Optional[float]
     box_ap: Optional[float]  # COCO AP x 100, as the zoo prints it
     mask_ap: Optional[float]
@@ -51,6 +58,7 @@ class Row:
     ms_per_image: Optional[float] = None
     # Where and how the fps were measured (benchmark.json of benchmark.py).
     hardware: Optional[str] = None
+    device: Optional[str] = None  # benchmark.json's 'cpu' or 'cuda'
     input_shape: Optional[Tuple[int, int]] = None  # padded (height, width)
     # How the model ran, where not eager fp32: 'fp16', 'fused BN', ...
     speed_options: Tuple[str, ...] = ()
@@ -61,7 +69,7 @@ class Row:
 
 def _reference(name: str, schedule: str, epochs: int,
                memory_gb: Optional[float], box_ap: float,
-               mask_ap: Optional[float], checkpoint: str) -> Row:
+               mask_ap: Optional[float], checkpoint: str, log: str) -> Row:
     return Row(
         name=name,
         backbone='R2-101',
@@ -74,21 +82,24 @@ def _reference(name: str, schedule: str, epochs: int,
         box_ap=box_ap,
         mask_ap=mask_ap,
         config=f'configs/{name}.py',
-        weights=f'{_ZOO_URL}/{name}_coco/{name}_coco-{checkpoint}.pth')
+        weights=f'{_ZOO_URL}/{name}_coco/{name}_coco-{checkpoint}.pth',
+        log=f'{_ZOO_URL}/{name}_coco/{name}_coco_{log}.log.json')
 
 
 # MMDetection's model zoo (COCO val2017, 8 GPUs x 2 images, its
-# configs/res2net/metafile.yml); it publishes no inference speed for these.
+# configs/res2net/README.md and metafile.yml, checkpoints and logs); its
+# "Inf time (fps)" for these is "-".
 REFERENCE: Sequence[Row] = (
     _reference('faster_rcnn_r2_101_fpn_2x', '2x', 24, 7.4, 43.0, None,
-               '175f1da6'),
+               '175f1da6', '20200514_231734'),
     _reference('mask_rcnn_r2_101_fpn_2x', '2x', 24, 7.9, 43.6, 38.7,
-               '17f061e8'),
+               '17f061e8', '20200515_002413'),
     _reference('cascade_rcnn_r2_101_fpn_20e', '20e', 20, 7.8, 45.7, None,
-               'f4b7b7db'),
+               'f4b7b7db', '20200515_091644'),
     _reference('cascade_mask_rcnn_r2_101_fpn_20e', '20e', 20, 9.5, 46.4, 40.0,
-               '8a7b41e1'),
-    _reference('htc_r2_101_fpn_20e', '20e', 20, None, 47.5, 41.6, '3a8d2112'),
+               '8a7b41e1', '20200515_091645'),
+    _reference('htc_r2_101_fpn_20e', '20e', 20, None, 47.5, 41.6, '3a8d2112',
+               '20200515_150029'),
 )
 
 COLUMNS = ('Backbone', 'Style', 'Lr schd', 'Mem (GB)', 'Inf time (fps)',
@@ -284,6 +295,7 @@ def read_speed(work_dir: str, missing: Dict[str, str]) -> Dict[str, Any]:
             fps=float(bench['fps']),
             ms_per_image=float(bench['ms_per_image']),
             hardware=bench.get('hardware'),
+            device=bench.get('device'),
             input_shape=tuple(shape) if shape else None,
             speed_options=tuple(label for key, label in _SPEED_OPTIONS
                                 if bench.get(key)))
@@ -299,13 +311,18 @@ _SPEED_OPTIONS = (('amp', 'fp16'), ('fuse_conv_bn', 'fused BN'),
 
 
 def reference_rows(speed_dir: Optional[str] = None) -> List[Row]:
-    """:data:`REFERENCE`, with fps measured by ``benchmark.py`` if given.
+    """:data:`REFERENCE`, with the speed measured by ``benchmark.py``.
+
+    The table keeps the zoo's own columns: its "Inf time (fps)" is a GPU's
+    (mmdet's zoo leaves it empty for these models), so a speed measured on
+    a GPU fills it, labelled with the GPU, and one measured on the CPU does
+    not (stderr says where it is shown: :func:`format_speed_table`). Either
+    goes into the metafile with its device (:func:`update_metafile`).
 
     Args:
         speed_dir: a dir holding ``<config name>/benchmark.json`` per
             reference config (``benchmark.py CONFIG --work-dir
-            SPEED_DIR/<config name>``). The zoo publishes no speed for
-            these models, so without it the column stays "–".
+            SPEED_DIR/<config name>``). Without it the column stays "–".
     """
     if speed_dir is None:
         return list(REFERENCE)
@@ -317,8 +334,85 @@ def reference_rows(speed_dir: Optional[str] = None) -> List[Row]:
     for row in REFERENCE:
         missing: Dict[str, str] = {}
         speed = read_speed(osp.join(speed_dir, row.name), missing)
+        if speed['fps'] is not None and speed.get('device') in (None, 'cpu'):
+            path = osp.join(speed_dir, row.name, BENCHMARK_JSON)
+            missing['Inf time (fps)'] = (
+                f'{path} was measured on {speed.get("hardware") or "the CPU"}'
+                ", not a GPU as the zoo's column; its fps are in the table of "
+                f'benchmark_table.py --speed-table {speed_dir}, its ms/image '
+                'in the metafile with its device')
+            speed['fps'] = None
         rows.append(dataclasses.replace(row, missing=missing, **speed))
     return rows
+
+
+SPEED_COLUMNS = ('config', 'fps', 'ms/image', 'peak memory (MB)',
+                 'input (padded)', 'device')
+
+
+def speed_results(speed_dir: str) -> List[Dict[str, Any]]:
+    """Every ``SPEED_DIR/<config name>/benchmark.json``, read as written:
+    the reference configs first, in :data:`REFERENCE`'s order, then the
+    others by name.
+
+    Raises:
+        UserError: ``speed_dir`` is not a dir, holds no ``benchmark.json``,
+            or one that ``benchmark.py`` did not write.
+    """
+    if not osp.isdir(speed_dir):
+        raise UserError(f'speed dir not found: {speed_dir}; pass the dir '
+                        'whose <config name>/benchmark.json benchmark.py '
+                        'wrote')
+    paths = sorted(glob.glob(osp.join(speed_dir, '*', BENCHMARK_JSON)))
+    if not paths:
+        raise UserError(f'no <config name>/benchmark.json in {speed_dir}; '
+                        'run tools/analysis_tools/benchmark.py CONFIG '
+                        f'--work-dir {speed_dir}/<config name>')
+    order = {row.name: i for i, row in enumerate(REFERENCE)}
+    paths.sort(
+        key=lambda p: (order.get(osp.basename(osp.dirname(p)), len(order)), p))
+    results = []
+    for path in paths:
+        with open(path, encoding='utf-8') as f:
+            bench = json.load(f)
+        if not all(
+                key in bench
+                for key in ('config', 'fps', 'ms_per_image', 'hardware')):
+            raise UserError(f'{path} is not a benchmark.json of '
+                            'tools/analysis_tools/benchmark.py; run it again '
+                            f'with --work-dir {osp.dirname(path)}')
+        results.append(bench)
+    return results
+
+
+def _speed_cells(bench: Mapping[str, Any]) -> List[str]:
+    shape = bench.get('input_shape')
+    memory = bench.get('peak_memory_mb')
+    options = [label for key, label in _SPEED_OPTIONS if bench.get(key)]
+    return [
+        f'`{bench["config"]}`',
+        _format(float(bench['fps']), None),
+        f'{float(bench["ms_per_image"]):.0f}',
+        '–' if memory is None else f'{float(memory):.0f}',
+        '×'.join(map(str, shape)) if shape else '–',
+        ', '.join((bench['hardware'], *options)),
+    ]
+
+
+def format_speed_table(speed_dir: str) -> str:
+    """The markdown table of :func:`speed_results`: per config, fps and
+    ms/image as ``benchmark.py`` measured them (batch 1), its peak memory,
+    the padded input (height×width) and the device, with the form the
+    model ran in where it was not eager fp32."""
+    lines = [
+        '| ' + ' | '.join(SPEED_COLUMNS) + ' |',
+        '|' + '---|' * len(SPEED_COLUMNS),
+    ]
+    lines += [
+        '| ' + ' | '.join(_speed_cells(bench)) + ' |'
+        for bench in speed_results(speed_dir)
+    ]
+    return '\n'.join(lines)
 
 
 def missing_lines(rows: Sequence[Row]) -> List[str]:
@@ -398,18 +492,20 @@ def _model_entry(row: Row, collection: str) -> Dict[str, Any]:
         metadata['Epochs'] = row.epochs
     if row.iterations is not None:
         metadata['Iterations'] = row.iterations
-    if row.ms_per_image is not None:
-        # The fields of mmdet's own metafiles.
-        timing: Dict[str, Any] = dict(
-            value=round(row.ms_per_image, 2), batch_size=1)
-        if row.hardware:
-            timing.update(
-                hardware=row.hardware,
-                backend='PyTorch',
-                mode='FP16' if 'fp16' in row.speed_options else 'FP32')
+    if row.ms_per_image is not None and row.hardware:
+        # mmdet's metafile fields; a time without its device is left out.
+        options = [o for o in row.speed_options if o != 'fp16']
+        timing: Dict[str, Any] = {
+            'value': round(row.ms_per_image, 2),
+            'hardware': row.hardware,
+            'backend':
+            'PyTorch' + (f' ({", ".join(options)})' if options else ''),
+            'batch size': 1,
+            'mode': 'FP16' if 'fp16' in row.speed_options else 'FP32',
+        }
         if row.input_shape:
-            height, width = row.input_shape
-            timing['resolution'] = f'({width},{height})'
+            # The padded input, (height, width) as mmdet's (800, 1333).
+            timing['resolution'] = '({}, {})'.format(*row.input_shape)
         metadata['inference time (ms/im)'] = [timing]
     results = []
     for task, metric, value in (('Object Detection', 'box AP', row.box_ap),

@@ -16,7 +16,7 @@ KEYS = {
     'config', 'checkpoint', 'device', 'hardware', 'batch_size', 'input_shape',
     'num_images', 'warmup', 'fps', 'ms_per_image', 'peak_memory_mb',
     'memory_kind', 'fuse_conv_bn', 'channels_last', 'compile', 'amp',
-    'against', 'shape_note', 'compiles', 'precisions'
+    'against', 'shape_note', 'compiles', 'precisions', 'seed'
 }
 SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
                      r'after (\d+) warm-up')
@@ -64,9 +64,11 @@ def test_random_weights(run_tool, tiny_demo_data, quick, tmp_path):
     _check_json(data, result.stdout, 3, 1)
     assert data['config'] == DEMO_CONFIG
     assert data['checkpoint'] is None
+    # Random weights: drawn from one seed, the same in every run.
+    assert data['seed'] == 0
     assert not data['fuse_conv_bn'] and not data['channels_last']
     assert not data['compile'] and data['against'] is None
-    assert 'random weights, no checkpoint' in result.stdout
+    assert 'random weights (seed 0), no checkpoint' in result.stdout
     assert f'written to {tmp_path / "benchmark.json"}' in result.stdout
 
 
@@ -88,6 +90,7 @@ def test_checkpoint_fused_channels_last(run_tool, repo, tiny_demo_data, quick,
     data = json.loads((work_dir / 'benchmark.json').read_text())
     _check_json(data, result.stdout, 2, 1)
     assert data['checkpoint'] == str(checkpoint)
+    assert data['seed'] is None  # the checkpoint's weights
     assert data['fuse_conv_bn'] and data['channels_last']
     assert 'fused conv-bn, channels-last' in result.stdout
     assert f'weights {checkpoint}' in result.stdout

@@ -5,6 +5,8 @@ import json
 import pytest
 import yaml
 
+from projects.res2net.zoo.table import REFERENCE
+
 FASTER = 'configs/faster_rcnn_r2_101_fpn_2x.py'
 MASK = 'configs/mask_rcnn_r2_101_fpn_2x.py'
 TABLE = 'analysis_tools/benchmark_table.py'
@@ -94,14 +96,16 @@ def test_every_column_comes_from_the_runs(call_tool, runs, tmp_path,
             assert results['Instance Segmentation'] == {'mask AP': float(mask)}
         timing, = entry['Metadata']['inference time (ms/im)']
         assert timing['value'] == pytest.approx(got['ms'], abs=0.01)
-        assert timing == dict(
-            value=timing['value'],
-            batch_size=1,
-            hardware=got['hardware'],
-            backend='PyTorch',
-            mode='FP32',
-            # The padded input as mmdet's metafiles write it: (w,h).
-            resolution='({1},{0})'.format(*got['input_shape']))
+        # mmdet's metafile schema, the device stated.
+        assert timing == {
+            'value': timing['value'],
+            'hardware': got['hardware'],
+            'backend': 'PyTorch',
+            'batch size': 1,
+            'mode': 'FP32',
+            # The padded input as mmdet's metafiles write it: (h, w).
+            'resolution': '({}, {})'.format(*got['input_shape']),
+        }
 
 
 def test_compare_adds_reference_and_difference(call_tool, runs, table_rows):
@@ -140,46 +144,183 @@ def test_readme_and_metafile_hold_the_generated_reference(
     result = call_tool(TABLE, '--reference', '--speed-from', speed_dir,
                        '--metafile', tmp_path / 'metafile.yml')
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() in (repo / 'README.md').read_text()
     assert (tmp_path / 'metafile.yml').read_text() == \
         (repo / 'metafile.yml').read_text()
+    # The README's COCO table is the printed one: the zoo's figures of each
+    # model (its row: the one with the checkpoint), and no speed of ours,
+    # which has its device's table in docs/speed.md.
+    assert result.stdout.strip() in (repo / 'README.md').read_text()
+    readme = table_rows((repo / 'README.md').read_text())
+    for reference in REFERENCE:
+        row, = (
+            row for row in readme
+            if any(reference.weights in cell for cell in row))
+        assert any(f']({reference.config})' in cell for cell in row)
+        for value in (reference.memory_gb, reference.box_ap,
+                      reference.mask_ap):
+            assert ('–' if value is None else f'{value:.1f}') in row
+        assert not any('CPU' in cell or 'threads' in cell for cell in row)
     rows = body(table_rows(result.stdout))
     assert [row[5] for row in rows] == \
         ['43.0', '43.6', '45.7', '46.4', '47.5']
-    # Every reference config's fps was measured by benchmark.py; each cell
-    # is that benchmark.json's, labelled with its device.
+    models = {
+        m['Name']: m
+        for m in yaml.safe_load((repo / 'metafile.yml').read_text())['Models']
+    }
+    # Every reference config's speed was measured by benchmark.py: a GPU's
+    # shows in the zoo's column, a CPU's does not; the metafile has each
+    # with its device.
     for row in rows:
         name = row[7][1:].split(']')[0]
-        bench = json.loads((speed_dir / name / 'benchmark.json').read_text())
+        path = speed_dir / name / 'benchmark.json'
+        bench = json.loads(path.read_text())
         assert bench['config'] == f'configs/{name}.py'
-        assert row[4] == fps_cell(bench['fps'], bench['hardware'])
+        if bench['device'] == 'cpu':
+            assert row[4] == '–'
+            assert f'{name}: Inf time (fps) –: {path} was measured on ' \
+                f'{bench["hardware"]}, not a GPU' in result.stderr
+        else:
+            assert row[4] == fps_cell(bench['fps'], bench['hardware'])
+        timing, = models[name]['Metadata']['inference time (ms/im)']
+        assert timing['value'] == pytest.approx(
+            bench['ms_per_image'], abs=0.01)
+        assert timing['hardware'] == bench['hardware']
+        assert timing['batch size'] == bench['batch_size'] == 1
+
+
+def test_speed_doc_holds_the_generated_speed_table(call_tool, repo,
+                                                   table_rows):
+    speed_dir = repo / 'docs' / 'zoo_speed'
+    result = call_tool(TABLE, '--speed-table', speed_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in (repo / 'docs' / 'speed.md').read_text()
+    rows = body(table_rows(result.stdout))
+    names = sorted(p.parent.name for p in speed_dir.glob('*/benchmark.json'))
+    # The five reference configs first, in the zoo's order, then the rest.
+    assert [row[0] for row in rows[:5]] == [
+        f'`configs/{name}.py`'
+        for name in ('faster_rcnn_r2_101_fpn_2x', 'mask_rcnn_r2_101_fpn_2x',
+                     'cascade_rcnn_r2_101_fpn_20e',
+                     'cascade_mask_rcnn_r2_101_fpn_20e', 'htc_r2_101_fpn_20e')
+    ]
+    assert sorted(row[0] for row in rows) == sorted(f'`configs/{name}.py`'
+                                                    for name in names)
+    for row in rows:
+        check_speed_row(row, speed_dir / row[0][9:-4] / 'benchmark.json')
+
+
+def check_speed_row(row: list, path) -> None:
+    """A row of --speed-table against the benchmark.json it was read from."""
+    bench = json.loads(path.read_text())
+    config, fps, ms, memory, shape, device = row
+    assert config == f'`{bench["config"]}`'
+    assert fps == f'{bench["fps"]:.{1 if bench["fps"] >= 10 else 2}f}'
+    assert ms == f'{bench["ms_per_image"]:.0f}'
+    assert memory == f'{bench["peak_memory_mb"]:.0f}'
+    assert shape == '{}×{}'.format(*bench['input_shape'])
+    assert device.startswith(bench['hardware'])
+
+
+def test_speed_table_reads_each_benchmark_json(call_tool, repo, tmp_path,
+                                               table_rows):
+    speed_dir = tmp_path / 'speed'
+    source = repo / 'docs' / 'zoo_speed' / 'faster_rcnn_r2_101_fpn_2x'
+    bench = json.loads((source / 'benchmark.json').read_text())
+    forms = {
+        # As benchmark.py --deploy --amp on a GPU writes it.
+        'htc_r2_101_fpn_20e':
+        dict(
+            bench,
+            config='configs/htc_r2_101_fpn_20e.py',
+            device='cuda',
+            hardware='NVIDIA H100 80GB HBM3',
+            fps=12.345,
+            ms_per_image=81.0,
+            amp=True,
+            fuse_conv_bn=True,
+            channels_last=True),
+        'a_config_of_mine':
+        dict(bench, config='configs/a_config_of_mine.py'),
+        'faster_rcnn_r2_101_fpn_2x':
+        bench,
+    }
+    for name, content in forms.items():
+        (speed_dir / name).mkdir(parents=True)
+        (speed_dir / name / 'benchmark.json').write_text(json.dumps(content))
+    result = call_tool(TABLE, '--speed-table', speed_dir)
+    assert result.returncode == 0, result.stderr
+    rows = body(table_rows(result.stdout))
+    assert [row[0] for row in rows] == [
+        '`configs/faster_rcnn_r2_101_fpn_2x.py`',
+        '`configs/htc_r2_101_fpn_20e.py`', '`configs/a_config_of_mine.py`'
+    ]
+    for row in rows:
+        check_speed_row(row, speed_dir / row[0][9:-4] / 'benchmark.json')
+    assert rows[1][5] == ('NVIDIA H100 80GB HBM3, fp16, fused BN, '
+                          'channels-last')
+    assert rows[2][5] == bench['hardware']
+
+    result = call_tool(TABLE, '--speed-table', tmp_path / 'nope')
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith('error: speed dir not found')
+    (tmp_path / 'empty').mkdir()
+    result = call_tool(TABLE, '--speed-table', tmp_path / 'empty')
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(
+        'error: no <config name>/benchmark.json in')
+    result = call_tool(TABLE, '--speed-table', speed_dir, '--reference')
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith('--speed-table DIR goes alone')
 
 
 def test_speed_from_fills_the_reference_fps(call_tool, runs, tmp_path,
                                             table_rows, fps_cell):
     speed_dir = tmp_path / 'speed'
-    (speed_dir / 'mask_rcnn_r2_101_fpn_2x').mkdir(parents=True)
     bench = json.loads((runs[MASK] / 'benchmark.json').read_text())
-    # As benchmark.py --deploy writes it: the form shows in the label.
-    bench.update(fuse_conv_bn=True, channels_last=True)
-    (speed_dir / 'mask_rcnn_r2_101_fpn_2x' /
-     'benchmark.json').write_text(json.dumps(bench))
+    written = {
+        # As benchmark.py --deploy on a GPU writes it: the GPU's name and
+        # the form show in the label.
+        'mask_rcnn_r2_101_fpn_2x':
+        dict(
+            bench,
+            device='cuda',
+            hardware='NVIDIA H100 80GB HBM3',
+            fps=21.5,
+            ms_per_image=46.5,
+            fuse_conv_bn=True,
+            channels_last=True),
+        # A CPU's: not in the zoo's (GPU) column, in the metafile.
+        'faster_rcnn_r2_101_fpn_2x':
+        dict(bench, config=FASTER),
+    }
+    for name, content in written.items():
+        (speed_dir / name).mkdir(parents=True)
+        (speed_dir / name / 'benchmark.json').write_text(json.dumps(content))
+    gpu, cpu = written.values()
     result = call_tool(TABLE, '--reference', '--speed-from', speed_dir,
                        '--metafile', tmp_path / 'metafile.yml')
     assert result.returncode == 0, result.stderr
     fps = {row[7]: row[4] for row in body(table_rows(result.stdout))}
     assert fps.pop(f'[mask_rcnn_r2_101_fpn_2x]({MASK})') == fps_cell(
-        bench['fps'], f'{bench["hardware"]}, fused BN, channels-last')
-    assert set(fps.values()) == {'–'}  # the others were not measured
-    assert result.stderr.count('Inf time (fps) –: no benchmark.json') == 4
+        gpu['fps'], f'{gpu["hardware"]}, fused BN, channels-last')
+    assert set(fps.values()) == {'–'}  # the others: a CPU's, or none
+    assert result.stderr.count('Inf time (fps) –: no benchmark.json') == 3
+    assert (f'faster_rcnn_r2_101_fpn_2x: Inf time (fps) –: '
+            f'{speed_dir / "faster_rcnn_r2_101_fpn_2x" / "benchmark.json"} '
+            f'was measured on {cpu["hardware"]}, not a GPU') in result.stderr
     models = {
         m['Name']: m
         for m in yaml.safe_load((tmp_path /
                                  'metafile.yml').read_text())['Models']
     }
-    timing, = models['mask_rcnn_r2_101_fpn_2x']['Metadata'][
-        'inference time (ms/im)']
-    assert (timing['hardware'], timing['mode']) == (bench['hardware'], 'FP32')
+    for name, content in written.items():
+        timing, = models[name]['Metadata']['inference time (ms/im)']
+        assert timing['value'] == pytest.approx(
+            content['ms_per_image'], abs=0.01)
+        assert timing['hardware'] == content['hardware']
+        assert timing['mode'] == 'FP32'
+        assert timing['backend'] == ('PyTorch (fused BN, channels-last)'
+                                     if name.startswith('mask') else 'PyTorch')
     assert 'inference time (ms/im)' not in models['htc_r2_101_fpn_20e'][
         'Metadata']
 

@@ -3,7 +3,7 @@
 passes with both backbones, one whose control fails on a CPU already.
 
 The full table (every family, about half an hour) is run by hand; its
-output is in docs/any_detector.md."""
+output is in docs/families.md."""
 import json
 
 TOOL = 'analysis_tools/check_mmdet_families.py'

@@ -3,8 +3,10 @@
 checkpoints stays safe (trap 1), the one reader's one-line errors, and
 models built for a checkpoint without drawing their weights first."""
 import argparse
+import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +105,49 @@ def test_a_trusted_legacy_file_loads_on_opt_in(tmp_path, monkeypatch):
     monkeypatch.setenv(TRUST_VARIABLE, '1')  # what --trust-checkpoint sets
     assert read_checkpoint(
         str(path), what='checkpoint', fix='fix')['meta'].epoch == 3
+
+
+def test_a_url_loads_as_a_local_file_does(tmp_path, serve_http, monkeypatch):
+    """mmengine would fetch a URL (and an ``open-mmlab://`` name) with
+    torch's hub loader, which unpickles in full: the project's loaders take
+    them through the weights-only loader, into torch's hub cache."""
+    files = tmp_path / 'zoo'
+    files.mkdir()
+    marker = tmp_path / 'ran'
+    torch.save(
+        dict(state_dict={}, meta=_RunsCode(str(marker))), files / 'evil.pth')
+    torch.save(
+        dict(
+            state_dict={'w': torch.ones(1)}, meta=argparse.Namespace(epoch=3)),
+        files / 'legacy.pth')
+    served = serve_http(files)
+    url = served.url + 'evil.pth'
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(url, what='checkpoint', fix='fix')
+    assert str(err.value) == (
+        f'checkpoint {url} is refused: its pickle needs posix.mkdir, outside'
+        ' the checkpoint allow-list; if you trust the file (it can run code '
+        'when loaded), pass --trust-checkpoint')
+    assert not marker.exists()
+    # Downloaded once, into the cache torch's hub loader uses.
+    assert (torch.hub.get_dir() / Path('checkpoints', 'evil.pth')).is_file()
+
+    # An mmengine model name, resolved through MMENGINE_HOME's table.
+    home = tmp_path / 'mmengine'
+    home.mkdir()
+    (home / 'open_mmlab.json').write_text(
+        json.dumps({'legacy_model': served.url + 'legacy.pth'}))
+    monkeypatch.setenv('MMENGINE_HOME', str(home))
+    with pytest.raises(CheckpointError, match='argparse.Namespace'):
+        read_checkpoint(
+            'open-mmlab://legacy_model', what='checkpoint', fix='fix')
+    monkeypatch.setenv(TRUST_VARIABLE, '1')  # what --trust-checkpoint sets
+    ckpt = read_checkpoint(
+        'open-mmlab://legacy_model', what='checkpoint', fix='fix')
+    assert ckpt['meta'].epoch == 3
+    # The second read came from the cache.
+    assert [p.rsplit('/', 1)[1] for p in served.requests] == \
+        ['evil.pth', 'legacy.pth']
 
 
 def test_not_a_checkpoint(tmp_path):
