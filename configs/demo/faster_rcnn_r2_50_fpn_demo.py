@@ -1,7 +1,6 @@
 # The CPU demo (`make demo`): Faster R-CNN on a slim Res2Net-50, trained from
 # scratch on the generated demo data (tools/misc/generate_demo_data.py): 400
-# iterations of 0.56 s on a fast 2-core machine (about 1.1 s on a slow one),
-# 0.76 bbox AP.
+# iterations, 0.76 bbox AP (timings: docs/get_started.md#timings).
 # It is the R2-101 config scaled down, so it exercises the same backbone,
 # neck, heads, data pipeline and COCO metric.
 _base_ = '../faster_rcnn_r2_101_fpn_2x.py'
