@@ -8,20 +8,11 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
+        _base_.res2net101_v1b_26w_4s,
         _delete_=True,
-        type='Res2NetBackbone',
-        depth=101,
-        scales=4,
-        base_width=26,
-        stem_type='deep',
-        avg_down=True,
-        first_block_pool='always',
         num_stages=4,
         out_indices=(0, 1, 2, 3),
         style='pytorch',
         frozen_stages=1,
         norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='open-mmlab://res2net101_v1d_26w_4s')))
+        norm_eval=True))

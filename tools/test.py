@@ -61,7 +61,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def enable_tta(cfg: ConfigDict) -> None:
-    """Wrap the model for flip test-time augmentation, as mmdet does."""
+    """Wrap the model for flip test-time augmentation, as mmdet does.
+
+    Follows the ``--tta`` block of mmdet 3.3's ``tools/test.py``
+    (OpenMMLab, Apache-2.0), without its warnings: the config's
+    ``tta_model`` and ``tta_pipeline``, else a horizontal flip merged by
+    NMS. mmdet has it inline in its tool, not as a function to import
+    (mmengine's ``build_runner_with_tta`` is for FSDP and builds the Runner
+    itself).
+    """
     if 'tta_model' not in cfg:
         cfg.tta_model = dict(
             type='DetTTAModel',
@@ -139,8 +147,13 @@ def main() -> None:
                 config=args.config,
                 checkpoint=args.checkpoint,
                 metrics=metrics))
+        evaluator = cfg.test_evaluator
         if any(key.startswith('coco/') for key in metrics):
             print(ap_table(metrics))
+        elif isinstance(evaluator, dict) and evaluator.get('format_only'):
+            print('no COCO AP: format_only; the detections were written to '
+                  f'{evaluator.get("outfile_prefix")}.bbox.json (and '
+                  '.segm.json for masks)')
         else:
             print('no COCO AP: the model made no detections above the score '
                   'threshold on this data (see the log above)')

@@ -82,6 +82,9 @@ def train(args: argparse.Namespace, cfg: Config) -> None:
         # (the run's own checkpoint, which loads whole).
         args.resume, args.partial_load = 'auto', False
 
+    # --amp and --auto-scale-lr: the blocks of mmdet 3.3's tools/train.py
+    # (OpenMMLab, Apache-2.0), which mmdet has inline only; here a CPU run
+    # and a config without base_batch_size stop in one line instead.
     if args.amp:
         if get_device() == 'cpu':
             raise UserError('--amp needs a GPU (mmengine\'s AmpOptimWrapper '

@@ -1,6 +1,8 @@
 # The Res2Net backbones of the detector configs, defined once, and what every
 # Res2Net config loads with them.
-# Leaf configs pick one: model = dict(backbone=_base_.res2net101_backbone).
+# Leaf configs pick one: model = dict(backbone=_base_.res2net101_backbone),
+# or replace a base's ResNet whole:
+# model = dict(backbone=dict(_base_.<name>, _delete_=True, ...)).
 custom_imports = dict(imports=['projects.res2net'], allow_failed_imports=False)
 # Training hooks (projects/res2net/engine/hooks.py): a resumed run continues
 # exactly as the killed one would have; a NaN or infinite loss stops the run,
@@ -13,21 +15,28 @@ custom_hooks = [
     dict(type='SignalCheckpointHook'),
 ]
 
-# Res2Net-v1b-101 26w×4s from its ImageNet weights ("v1d" in mmdet's names),
-# as in the MMDetection model zoo. Offline, point `checkpoint` at a local
-# copy: --cfg-options model.backbone.init_cfg.checkpoint=/path/to/file.pth
-# (or set model.backbone.init_cfg=None to train from scratch on purpose).
-res2net101_backbone = dict(
+# Res2Net-v1b-101 26w×4s from its ImageNet weights ("v1d" in mmdet's names)
+# as published: every stage's first block pools its passed-through split
+# (first_block_pool='always'), as the weights were trained. Named as in
+# projects/res2net/models/variants.py, whose entry it is (a test checks):
+# the configs that tools/misc/res2net_config.py writes start from it. Offline,
+# point `checkpoint` at a local copy: --cfg-options
+# model.backbone.init_cfg.checkpoint=/path/to/file.pth (or set
+# model.backbone.init_cfg=None to train from scratch on purpose).
+res2net101_v1b_26w_4s = dict(
     type='Res2NetBackbone',
     depth=101,
     scales=4,
     base_width=26,
     stem_type='deep',
     avg_down=True,
-    # mmdet's rule, which the model-zoo detectors were trained with.
-    first_block_pool='strided',
+    first_block_pool='always',
     init_cfg=dict(
         type='Pretrained', checkpoint='open-mmlab://res2net101_v1d_26w_4s'))
+
+# The same network as in the MMDetection model zoo: mmdet's rule, which the
+# model-zoo detectors were trained with, pools in strided first blocks only.
+res2net101_backbone = dict(res2net101_v1b_26w_4s, first_block_pool='strided')
 
 # Res2Net-v1b-50 26w×4s. mmengine names no download for its ImageNet
 # weights: convert the official res2net50_v1b_26w_4s-3cf99910.pth with

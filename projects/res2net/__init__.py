@@ -10,13 +10,15 @@ resumable :class:`ResumableEpochBasedTrainLoop` in its ``LOOPS`` and
 :class:`AtomicLocalBackend` among mmengine's file backends, the training
 data's per-sample random streams (:class:`SeededSampler`,
 :class:`SeededDataset`) in mmengine's ``DATA_SAMPLERS`` and ``DATASETS``,
-and lets torch's weights-only loader read the checkpoints that mmengine
-writes.
+:class:`FasterCocoMetric` (mmdet's ``CocoMetric`` evaluated by
+faster-coco-eval) in ``mmdet.registry.METRICS``, and lets torch's
+weights-only loader read the checkpoints that mmengine writes.
 """
 from .datasets import SeededDataset, SeededSampler
 from .engine import (AtomicLocalBackend, DeployHook, ExactResumeHook,
                      FiniteLossHook, ResumableEpochBasedTrainLoop,
                      SignalCheckpointHook)
+from .evaluation import FasterCocoMetric
 from .models import DLA, Bottle2neck, Res2NetBackbone, Res2NetDLA
 from .models.checkpoint import allow_mmengine_checkpoints
 
@@ -26,5 +28,5 @@ __all__ = [
     'Bottle2neck', 'DLA', 'Res2NetBackbone', 'Res2NetDLA', 'DeployHook',
     'ExactResumeHook', 'FiniteLossHook', 'SignalCheckpointHook',
     'ResumableEpochBasedTrainLoop', 'AtomicLocalBackend', 'SeededDataset',
-    'SeededSampler'
+    'SeededSampler', 'FasterCocoMetric'
 ]

@@ -216,13 +216,15 @@ def test_dla_config_without_its_weights_stops_in_one_line(
 @pytest.mark.parametrize('name', sorted(MADE))
 def test_made_configs_are_what_the_maker_writes(repo, name):
     """Each is the maker's output for its base, unedited: a few lines on
-    mmdet's config, the backbone swapped."""
+    mmdet's config, the backbone swapped for the one
+    configs/_base_/res2net_backbones.py defines under the variant's name."""
     base, _ = MADE[name]
     path = repo / 'configs' / f'{name}.py'
     swap = plan_swap(load_base(base), MADE_VARIANT)
     assert path.read_text() == config_text(
         base, MADE_VARIANT, swap, out_dir=str(path.parent))
-    assert len(path.read_text().splitlines()) < 40
+    assert len(path.read_text().splitlines()) < 30
+    assert f'_base_.{MADE_VARIANT},' in path.read_text()
 
 
 # The image side of the runs: the demo data's, the smallest that every

@@ -54,10 +54,21 @@ The results go to ``WORK_DIR/benchmark.json``. Without a checkpoint the
 weights are random: the speed is still the network's, but post-processing
 runs on meaningless detections.
 
+mmdet's flags mean here what they mean in mmdet 3.3's ``benchmark.py``:
+``--max-iter`` counts the warm-up images too, ``--repeat-num`` repeats
+the measurement (``repeat_num``), ``--log-interval`` prints mmdet's
+progress line. Its ``--task dataloader`` and ``--task dataset``, which time
+the data alone, are handed to mmdet's own ``DataLoaderBenchmark`` and
+``DatasetBenchmark`` (:func:`benchmark_loading`: those need ``psutil``).
+Its ``--launcher`` runs under a launcher of one process
+(:func:`check_one_process`): mmdet's benchmarks refuse more, and one
+process needs no process group.
+
 Example:
     python tools/analysis_tools/benchmark.py \\
         configs/faster_rcnn_r2_101_fpn_2x.py faster_r2_101.pth --fuse-conv-bn
 """
+import os
 import os.path as osp
 import time
 from copy import deepcopy
@@ -67,6 +78,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import nn
@@ -82,6 +94,17 @@ from .speed import (calibrate_batch_norms, counterpart, describe_device,
 
 # The seed of random weights (no checkpoint), recorded in benchmark.json.
 RANDOM_WEIGHTS_SEED = 0
+
+# mmdet's --task: the detector (here), or the data alone (mmdet's classes).
+TASKS = ('inference', 'dataloader', 'dataset')
+# mmdet's --dataset-type: the dataloader a data task reads.
+SPLITS = ('train', 'val', 'test')
+# The variable in which each launcher tells a process how many there are.
+_WORLD_SIZE = {
+    'pytorch': 'WORLD_SIZE',
+    'slurm': 'SLURM_NTASKS',
+    'mpi': 'OMPI_COMM_WORLD_SIZE'
+}
 
 
 def to_deploy_form(model: nn.Module,
@@ -171,13 +194,18 @@ def time_inference(
     num_images: int,
     warmup: int,
     channels_last: bool,
-    amp: bool = False
+    amp: bool = False,
+    log_interval: Optional[int] = None
 ) -> Tuple[Dict[str, float], Optional[tuple], Dict[str, int]]:
     """Seconds each model spends in :func:`inference_step` on
     ``num_images`` images after ``warmup`` ones, the padded input shape
     of the first, and how many graphs ``torch.compile`` compiled in each
     model's calls (warm-up included). Several models get each image in
-    turn, in alternating order. ``amp``: under float16 autocast (CUDA)."""
+    turn, in alternating order. ``amp``: under float16 autocast (CUDA).
+
+    Progress: a bar, or with ``log_interval`` mmdet's line every that many
+    images (warm-up counted, as mmdet counts them) with the first model's
+    fps so far."""
     autocast = torch.autocast('cuda', dtype=torch.float16, enabled=amp)
     batches = endless(loader)
     totals = {name: 0.0 for name in models}
@@ -185,11 +213,14 @@ def time_inference(
     names = list(models)
     shape = None
     bar = None
+    timing = False
     with torch.no_grad():
         for i in range(warmup + num_images):
             data = next(batches)
             if i == warmup:
-                bar = ProgressBar(num_images)
+                timing = True
+                if log_interval is None:
+                    bar = ProgressBar(num_images)
             for name in rotated(names, i):
                 graphs = counters['stats']['unique_graphs']
                 sync(device)
@@ -198,14 +229,20 @@ def time_inference(
                     results = inference_step(
                         models[name], data, channels_last=channels_last)
                 sync(device)
-                if bar is not None:
+                if timing:
                     totals[name] += time.perf_counter() - start
                 compiles[name] += counters['stats']['unique_graphs'] - graphs
                 if shape is None:
                     shape = results[0].metainfo.get('batch_input_shape')
             if bar is not None:
                 bar.update()
-    print()  # end the progress bar's line
+            elif timing and (i + 1) % log_interval == 0:
+                fps = (i + 1 - warmup) / totals[names[0]]
+                print(f'Done image [{i + 1:<3}/{warmup + num_images}], '
+                      f'fps: {fps:.1f} img/s, times per image: '
+                      f'{1000 / fps:.1f} ms/img')
+    if bar is not None:
+        print()  # end the progress bar's line
     return totals, shape, compiles
 
 
@@ -256,7 +293,10 @@ def benchmark_detector(cfg: Config,
                        against: Optional[str],
                        precisions: Sequence[str] = (),
                        int8_program: Optional[str] = None,
-                       calib_images: int = 32) -> Tuple[dict, DeployReport]:
+                       calib_images: int = 32,
+                       repeat_num: int = 1,
+                       log_interval: Optional[int] = None
+                       ) -> Tuple[dict, DeployReport]:
     """Time the config's detector (and its counterpart, or its forms in
     other precisions, where asked).
 
@@ -281,6 +321,13 @@ def benchmark_detector(cfg: Config,
         int8_program: For ``int8``: a saved program of ``checkpoint``, or
             None to calibrate.
         calib_images: Calibration images when there is no program.
+        repeat_num: Measurements (warm-up and timed images each, from the
+            first test image on), as mmdet's ``--repeat-num``: ``fps_list``
+            holds each one's fps; ``fps``, ``ms_per_image`` and the ratios
+            are those of all their timed images together (mmdet averages
+            the fps; the two differ by the spread of the measurements).
+        log_interval: mmdet's progress line every that many images instead
+            of the bar (see :func:`time_inference`).
 
     Returns:
         What ``benchmark.json`` holds, and the deploy report of ours (the
@@ -343,14 +390,23 @@ def benchmark_detector(cfg: Config,
                             checkpoint=checkpoint,
                             int8_program=int8_program,
                             calib_images=calib_images)
-    seconds, shape, compiles = time_inference(
-        models,
-        loader,
-        device,
-        num_images=num_images,
-        warmup=warmup,
-        channels_last=channels_last,
-        amp=amp)
+    runs = [
+        time_inference(
+            models,
+            loader,
+            device,
+            num_images=num_images,
+            warmup=warmup,
+            channels_last=channels_last,
+            amp=amp,
+            log_interval=log_interval) for _ in range(repeat_num)
+    ]
+    shape = runs[0][1]
+    seconds = {name: sum(run[0][name] for run in runs) for name in models}
+    compiles = {name: sum(run[2][name] for run in runs) for name in models}
+    # Each measurement's fps of ours (the first precision), as mmdet's
+    # --repeat-num lists them.
+    fps_list = [num_images / run[0][names[0]] for run in runs]
     memory, memory_kind = peak_memory(device)
     # One value, rounded once: what is printed is what is stored.
     memory = round(memory, 1)
@@ -359,13 +415,14 @@ def benchmark_detector(cfg: Config,
     if shape is not None:
         shape_note += f'; first input padded to {shape[0]}x{shape[1]}'
     mine = seconds[names[0]]
+    timed = num_images * repeat_num
     against_result = None
     if against:
         theirs = seconds[against]
         against_result = dict(
             backbone=against,
-            fps=num_images / theirs,
-            ms_per_image=1000 * theirs / num_images,
+            fps=timed / theirs,
+            ms_per_image=1000 * theirs / timed,
             fps_ratio=theirs / mine)
     result = dict(
         config=config,
@@ -377,8 +434,10 @@ def benchmark_detector(cfg: Config,
         input_shape=list(shape) if shape is not None else None,
         num_images=num_images,
         warmup=warmup,
-        fps=num_images / mine,
-        ms_per_image=1000 * mine / num_images,
+        repeat_num=repeat_num,
+        fps=timed / mine,
+        ms_per_image=1000 * mine / timed,
+        fps_list=fps_list,
         compiles=compiles[names[0]],
         peak_memory_mb=memory,
         memory_kind=memory_kind,
@@ -390,8 +449,8 @@ def benchmark_detector(cfg: Config,
         precisions={
             name:
             dict(
-                fps=num_images / seconds[name],
-                ms_per_image=1000 * seconds[name] / num_images,
+                fps=timed / seconds[name],
+                ms_per_image=1000 * seconds[name] / timed,
                 fps_ratio=mine / seconds[name],
                 compiles=compiles[name],
                 form='; '.join(
@@ -400,3 +459,130 @@ def benchmark_detector(cfg: Config,
         },
         shape_note=shape_note)
     return result, reports[names[0]]
+
+
+def timed_images(*,
+                 num_images: Optional[int],
+                 max_iter: Optional[int],
+                 warmup: int,
+                 repeat_num: int = 1,
+                 log_interval: Optional[int] = None,
+                 default: int = 200) -> int:
+    """The images to time after the warm-up: ``num_images`` (ours), or
+    mmdet's ``max_iter`` less the warm-up (mmdet counts the warm-up in), or
+    ``default``; the other counts checked with them.
+
+    Raises:
+        UserError: Both counts of the images, or a count out of range.
+    """
+    if num_images is not None and max_iter is not None:
+        raise UserError('--num-images and --max-iter: give the timed images '
+                        '(--num-images) or, as mmdet counts, the images run '
+                        'with the warm-up (--max-iter)')
+    if warmup < 0 or repeat_num < 1 or (log_interval is not None
+                                        and log_interval < 1):
+        raise UserError('--warmup must be at least 0, --repeat-num and '
+                        f'--log-interval at least 1 (got {warmup}, '
+                        f'{repeat_num} and {log_interval})')
+    if max_iter is not None:
+        if max_iter <= warmup:
+            raise UserError(f'--max-iter {max_iter} counts the warm-up: pass '
+                            f'more than --warmup/--num-warmup {warmup}')
+        return max_iter - warmup
+    if num_images is None:
+        return default
+    if num_images < 1:
+        raise UserError('--num-images must be at least 1 and --warmup at '
+                        f'least 0 (got {num_images} and {warmup})')
+    return num_images
+
+
+def check_one_process(launcher: str) -> None:
+    """mmdet's ``--launcher`` for a benchmark: one process, started by it.
+
+    mmdet's benchmarks assert a world of one (``python -m
+    torch.distributed.launch --nproc_per_node=1 ... --launcher pytorch`` in
+    its docs); that process times alone and communicates with no one, so
+    no process group is started.
+
+    Raises:
+        UserError: The process was not started by ``launcher``, or several
+            were.
+    """
+    if launcher == 'none':
+        return
+    variable = _WORLD_SIZE[launcher]
+    size = os.environ.get(variable)
+    if size is None:
+        raise UserError(f'--launcher {launcher}: this process was not '
+                        f'started by its launcher ({variable} not set); drop '
+                        '--launcher: one process is timed')
+    if int(size) != 1:
+        raise UserError(f'--launcher {launcher}: {size} processes; a '
+                        'benchmark times one (as mmdet\'s), start one '
+                        '(--nproc_per_node=1, one task) or drop --launcher')
+
+
+def benchmark_loading(cfg: Config,
+                      *,
+                      task: str,
+                      split: str,
+                      max_iter: int,
+                      warmup: int,
+                      log_interval: int,
+                      repeat_num: int,
+                      log_file: Optional[str] = None) -> Dict[str, Any]:
+    """Time the loading of the config's ``split`` data, no model: mmdet's
+    ``benchmark.py --task dataloader`` (its ``DataLoaderBenchmark``: the
+    batches of ``<split>_dataloader`` as configured, workers included) or
+    ``--task dataset`` (its ``DatasetBenchmark``: each image's transforms,
+    in a random order), run as mmdet's tool runs them; they print their
+    progress and results, and ``log_file`` gets them too.
+
+    A dataset with fewer than ``max_iter`` batches (images) is timed whole,
+    as mmdet's loop ends there; the count is then the dataset's.
+
+    Returns:
+        mmdet's results: ``avg_fps`` and ``fps_list`` (batches or images
+        per second).
+
+    Raises:
+        UserError: ``psutil`` missing (mmdet's module needs it), no data,
+            or fewer than ``warmup`` + 1 batches to time.
+    """
+    try:
+        import psutil  # noqa: F401  (mmdet.utils.benchmark needs it)
+    except ImportError as err:
+        raise UserError(f'--task {task} runs mmdet\'s own benchmark, which '
+                        'needs psutil: pip install psutil') from err
+    from mmdet.utils.benchmark import DataLoaderBenchmark, DatasetBenchmark
+
+    if log_file is not None:
+        os.makedirs(osp.dirname(osp.abspath(log_file)), exist_ok=True)
+    logger = MMLogger.get_instance(
+        f'benchmark_{task}_{time.time_ns()}',
+        log_file=log_file,
+        log_level='INFO')
+    if task == 'dataloader':
+        bench = DataLoaderBenchmark(
+            cfg, False, split, max_iter, log_interval, warmup, logger=logger)
+        length = len(bench.data_loader)
+    elif task == 'dataset':
+        bench = DatasetBenchmark(
+            cfg, split, max_iter, log_interval, warmup, logger=logger)
+        length = len(bench.dataset)
+    else:
+        raise ValueError(f'not a data task: {task}')
+    if not length:
+        raise UserError(f'{split}_dataloader has no images; check its '
+                        'dataset (ann_file, data_prefix)')
+    if length < max_iter:
+        print(f'{split}_dataloader has {length} '
+              f'{"batches" if task == "dataloader" else "images"}: timing '
+              f'them all (--max-iter {max_iter} asks for more)')
+        bench.max_iter = length
+    if bench.max_iter <= warmup:
+        raise UserError(f'--max-iter {bench.max_iter} (warm-up included) '
+                        f'leaves nothing to time after --num-warmup {warmup}'
+                        '; lower --num-warmup')
+    return bench.run(repeat_num)

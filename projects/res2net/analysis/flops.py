@@ -17,6 +17,14 @@ and mmcv's compiled ops (NMS, RoIAlign, deformable convolution): the
 convention in docs/useful_tools.md. The backbone's share is read off the
 same trace.
 
+``--num-images N`` counts as mmdet 3.3's own ``get_flops.py`` does
+instead: on the first N images of the config's ``val_dataloader`` at
+batch 1, each at the size the test pipeline gives it (its real padded
+shape), the detector's and backbone's FLOPs being the mean over the
+images (:func:`count_flops_on_data`). mmdet's docs show ``--shape``
+(mmdet 2.x's flag, which mmdet 3.3's tool no longer has); both are taken
+here, one at a time.
+
 Two-stage detectors: the RoI heads are counted on the proposals the RPN
 keeps, which with random weights is ``test_cfg.rpn.max_per_img`` (1000 in
 mmdet's configs, the number mmdet 2.x's ``forward_dummy`` used); the tool
@@ -46,13 +54,17 @@ Example:
         configs/faster_rcnn_r2_101_fpn_2x.py
     python tools/analysis_tools/get_flops.py \\
         configs/demo/faster_rcnn_r2_50_fpn_demo.py --shape 128 --out f.json
+    python tools/analysis_tools/get_flops.py \\
+        configs/faster_rcnn_r2_101_fpn_2x.py --num-images 100
 """
+from copy import deepcopy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.config import Config
+from mmengine.runner import Runner
 from torch import Tensor, nn
 
 from ..engine.cli import build_detector
@@ -138,13 +150,10 @@ def count_detector(detector: nn.Module, inputs: Tensor,
     return result
 
 
-def count_flops(cfg: Config, height: int, width: int) -> Dict[str, Any]:
-    """Params and FLOPs of the config's detector and its backbone (a
-    JSON-able dict), on a fake image of ``height`` x ``width``.
-
-    ``num_proposals`` is how many proposals the RoI head was counted on
-    (None without one).
-    """
+def _counting_model(cfg: Config) -> Tuple[nn.Module, List[int]]:
+    """The config's detector in eval mode with random weights, and the list
+    that its RoI box extractor appends the number of RoIs of each call to
+    (empty without one)."""
     # Random weights, seeded so that the RPN keeps the same proposals (and
     # the RoI head the same count) on every run. torch's default
     # initialisation, not mmdet's: its spread of RPN scores lets NMS keep
@@ -152,7 +161,6 @@ def count_flops(cfg: Config, height: int, width: int) -> Dict[str, Any]:
     # mmdet's near-equal initial scores let NMS drop some.
     torch.manual_seed(0)
     model = build_detector(cfg, init_weights=False).eval()
-    inputs, data_samples = fake_batch(model, height, width)
     rois: List[int] = []
     extractor = getattr(
         getattr(model, 'roi_head', None), 'bbox_roi_extractor', None)
@@ -166,7 +174,20 @@ def count_flops(cfg: Config, height: int, width: int) -> Dict[str, Any]:
                 rois.append(len(args[1]))
 
         extractor.register_forward_pre_hook(hook)
+    return model, rois
+
+
+def count_flops(cfg: Config, height: int, width: int) -> Dict[str, Any]:
+    """Params and FLOPs of the config's detector and its backbone (a
+    JSON-able dict), on a fake image of ``height`` x ``width``.
+
+    ``num_proposals`` is how many proposals the RoI head was counted on
+    (None without one).
+    """
+    model, rois = _counting_model(cfg)
+    inputs, data_samples = fake_batch(model, height, width)
     return dict(
+        source='fake image',
         input_shape=list(inputs.shape),
         requested_shape=[height, width],
         **count_detector(model, inputs, data_samples),
@@ -174,9 +195,72 @@ def count_flops(cfg: Config, height: int, width: int) -> Dict[str, Any]:
         convention=CONVENTION)
 
 
+def val_loader(cfg: Config) -> Any:
+    """The config's ``val_dataloader`` at batch 1 in this process, as
+    mmdet's get_flops takes it."""
+    loader_cfg = deepcopy(cfg.val_dataloader)
+    loader_cfg.update(batch_size=1, num_workers=0, persistent_workers=False)
+    return Runner.build_dataloader(loader_cfg)
+
+
+def count_flops_on_data(cfg: Config, num_images: int) -> Dict[str, Any]:
+    """Params and FLOPs of the config's detector and its backbone on the
+    first ``num_images`` images of its ``val_dataloader`` (fewer if it has
+    fewer), each preprocessed as in a test: the FLOPs are the mean over the
+    images, as mmdet 3.3's ``get_flops.py --num-images`` gives them.
+
+    ``input_shapes`` holds each image's padded shape, ``input_shape`` the
+    one they share (None when they differ), ``num_proposals`` each image's
+    RoI count (None without a RoI head).
+
+    Raises:
+        UserError: ``num_images`` below 1, or a dataset without images.
+    """
+    if num_images < 1:
+        raise UserError(f'--num-images {num_images}: count on at least one '
+                        'image')
+    model, rois = _counting_model(cfg)
+    shapes, counts, proposals = [], [], []
+    for data in val_loader(cfg):
+        if len(shapes) == num_images:
+            break
+        data = model.data_preprocessor(data, False)
+        counts.append(
+            count_detector(model, data['inputs'], data['data_samples']))
+        shapes.append(list(data['inputs'].shape))
+        if rois:
+            proposals.append(rois[-1])
+    if not counts:
+        raise UserError('val_dataloader has no images; check its dataset '
+                        '(ann_file, data_prefix)')
+
+    def mean(part: str) -> Optional[Dict[str, int]]:
+        if counts[0][part] is None:
+            return None
+        flops = sum(c[part]['flops'] for c in counts) / len(counts)
+        return dict(params=counts[0][part]['params'], flops=round(flops))
+
+    return dict(
+        source='val_dataloader',
+        num_images=len(counts),
+        input_shape=shapes[0] if all(s == shapes[0] for s in shapes) else None,
+        input_shapes=shapes,
+        requested_shape=None,
+        detector=mean('detector'),
+        backbone=mean('backbone'),
+        num_proposals=proposals or None,
+        convention=CONVENTION)
+
+
 def flops_table(result: Dict[str, Any]) -> str:
-    """The markdown table: a row for the detector and for the backbone."""
-    shape = 'x'.join(map(str, result['input_shape']))
+    """The markdown table: a row for the detector and for the backbone.
+
+    Counted on several images of different sizes, the shape column says
+    ``mean of N images``."""
+    if result['input_shape'] is None:
+        shape = f'mean of {result["num_images"]} images'
+    else:
+        shape = 'x'.join(map(str, result['input_shape']))
     lines = [
         '| part | input shape | params (M) | FLOPs (G) |', '|---|---|---|---|'
     ]

@@ -9,10 +9,12 @@ module reads each split the way ``CocoDataset`` will and sorts what it finds
 into two kinds:
 
 * **stops** (:data:`STOPS`): the run cannot be what the user meant: the
-  file is not JSON or not COCO-shaped, a config class is not among the
-  file's categories, an image or HTC semantic map is missing (or, with
-  ``images=True``, unreadable), nothing is left to train on after mmdet's
-  filter. :func:`check_config` raises them as one :class:`UserError` line.
+  file is not JSON or not COCO-shaped (an entry without a field mmdet
+  reads, an annotation id used twice: mmdet's tracebacks), a config class
+  is not among the file's categories, an image or HTC semantic map is
+  missing (or, with ``images=True``, unreadable), nothing is left to train
+  on after mmdet's filter. :func:`check_config` raises them as one
+  :class:`UserError` line.
 * **skips** (:data:`SKIPS`): annotations mmdet drops by design (boxes of no
   area, category ids the file does not define, categories the config's
   classes leave out); counted, with the first few ids (and the categories
@@ -21,6 +23,14 @@ into two kinds:
 ``tools/train.py`` and ``tools/test.py`` run the fast part (no image
 decoding) before the Runner starts; ``tools/misc/check_dataset.py`` runs
 all of it and prints the summary.
+
+What is kept follows mmdet 3.3's ``mmdet/datasets/coco.py`` (OpenMMLab,
+Apache-2.0): ``CocoDataset.parse_data_info`` for the annotations and
+``CocoDataset.filter_data`` for the images. mmdet offers no function that
+counts what these drop and why, so the rules are restated here;
+``tests/projects/res2net/datasets/test_dataset_check.py`` builds mmdet's own
+``CocoDataset`` on the same files and checks that both keep the same images
+and annotations, so that a later mmdet cannot change them unseen.
 """
 import json
 import os.path as osp
@@ -53,10 +63,11 @@ SKIPS = {
     'unknown_image': 'annotation of an image id not in images (never read)',
 }
 _SHOWN = 5  # ids shown per problem
-# The fields CocoDataset reads from each entry of a COCO file.
+# The fields CocoDataset reads from each entry of a COCO file (without
+# ``area`` its parse_data_info raises a KeyError, and COCOeval needs it).
 _FIELDS = {
     'images': ('id', 'file_name', 'width', 'height'),
-    'annotations': ('id', 'image_id', 'category_id', 'bbox'),
+    'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area'),
     'categories': ('id', 'name'),
 }
 EMPTY = ("no image is left after mmdet's filter (filter_cfg: images with an "
@@ -77,7 +88,8 @@ class SplitReport:
     ann_file: str
     images: int = 0
     images_kept: int = 0  # after mmdet's filter_cfg, in training
-    instances: Counter = field(default_factory=Counter)  # by class name
+    # By class name, of every image (filter_cfg drops images, not these).
+    instances: Counter = field(default_factory=Counter)
     sizes: Counter = field(default_factory=Counter)  # small/medium/large
     problems: Dict[str, List] = field(default_factory=dict)
     # The categories of the skipped annotations, by kind: the unknown ids
@@ -182,6 +194,16 @@ def _load(path: str, where: str) -> dict:
                 raise UserError(
                     f'{where}: annotation file {path}: {key}[{i}] has no '
                     f'{", ".join(absent)}; {fix}')
+    # CocoDataset asserts unique annotation ids (ANN_ID_UNIQUE); pycocotools
+    # would keep one of each for the evaluation.
+    seen = set()
+    for ann in data['annotations']:
+        if ann['id'] in seen:
+            raise UserError(
+                f'{where}: annotation file {path}: annotation id '
+                f'{ann["id"]!r} is used twice; give each annotation its own '
+                'id (or export the file again)')
+        seen.add(ann['id'])
     return data
 
 
@@ -242,7 +264,9 @@ def check_split(dataset: Mapping,
             report.add('unknown_image', ann['id'])
             continue
         # mmdet keeps the annotations of the classes' category ids only
-        # (CocoDataset.parse_data_info), without a word about the others.
+        # (CocoDataset.parse_data_info), without a word about the others;
+        # an image counts as annotated for filter_empty_gt (filter_data's
+        # cat_img_map) with any annotation of a class, even one it drops.
         if ann['category_id'] not in category:
             report.add('unknown_category', ann['id'], ann['category_id'])
             continue
@@ -254,7 +278,7 @@ def check_split(dataset: Mapping,
         x, y, w, h = ann['bbox']
         inter_w = max(0, min(x + w, img['width']) - max(x, 0))
         inter_h = max(0, min(y + h, img['height']) - max(y, 0))
-        if w < 1 or h < 1 or ann.get('area', w * h) <= 0:
+        if w < 1 or h < 1 or ann['area'] <= 0:
             report.add('empty_box', ann['id'])
             continue
         if inter_w * inter_h == 0:
@@ -265,9 +289,10 @@ def check_split(dataset: Mapping,
         if ann.get('ignore') or ann.get('iscrowd'):
             continue
         report.instances[name] += 1
-        area = ann.get('area', w * h)
-        report.sizes[next(s for s, top in SIZES if area < top)] += 1
+        report.sizes[next(s for s, top in SIZES if ann['area'] < top)] += 1
 
+    # CocoDataset.filter_data: nothing filtered in test mode or without a
+    # filter_cfg.
     filter_cfg = dataset.get('filter_cfg') or {}
     min_size = filter_cfg.get('min_size', 0)
     test_mode = dataset.get('test_mode', False)

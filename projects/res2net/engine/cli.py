@@ -249,6 +249,13 @@ def build_detector(cfg: Config,
     checkpoint was trained with, where it records them. SyncBN becomes BN,
     for one process.
 
+    Follows ``init_detector`` of mmdet 3.3's ``mmdet/apis/inference.py``
+    (OpenMMLab, Apache-2.0): the backbone's ``init_cfg`` dropped, the
+    checkpoint's ``dataset_meta`` (or 2.x ``CLASSES``), SyncBN reverted.
+    It is not called: it loads non-strictly (missing layers stay random,
+    with a log line), falls back to COCO's classes with a warning, reads the
+    test dataset for a palette and moves the model to a device.
+
     Raises:
         CheckpointError: The file cannot be read or does not fit the model.
     """

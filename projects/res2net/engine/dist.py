@@ -101,6 +101,16 @@ def export_rank_variables(launcher: str,
     host of the Slurm step (``MASTER_ADDR`` wins if set), the port
     ``MASTER_PORT``, else ``PORT``, else 29500.
 
+    Follows ``_init_dist_slurm`` and ``_init_dist_mpi`` of mmengine 0.10's
+    ``mmengine/dist/utils.py`` (OpenMMLab, Apache-2.0), their variables
+    only: both go on to call ``torch.cuda.set_device`` whatever the machine
+    (:func:`init_process_group` does the rest, on a CPU too). Unlike them,
+    the master is the first host of this ``srun`` step
+    (``SLURM_STEP_NODELIST``, where mmengine reads the job's
+    ``SLURM_NODELIST``), ``PORT`` is read (the launch scripts' name for
+    the port, as in mmdet's ``dist_train.sh``), and a variable missing is
+    one line (:func:`_require`), not a ``KeyError``.
+
     Raises:
         UserError: The process was not started by ``launcher``.
     """
@@ -126,6 +136,11 @@ def export_rank_variables(launcher: str,
 
 def init_process_group(launcher: str, dist_cfg: Mapping[str, Any]) -> None:
     """Join the job's process group, on a GPU or on the CPU.
+
+    mmengine's ``init_dist`` (``mmengine/dist/utils.py``, OpenMMLab,
+    Apache-2.0) with what a CPU needs: the same ``dist_cfg`` (``timeout``
+    in seconds made a ``timedelta``, as there) and one GPU per process
+    where there are GPUs, but no ``torch.cuda.set_device`` without one.
 
     Args:
         launcher: ``'pytorch'`` (torchrun), ``'slurm'`` or ``'mpi'``.

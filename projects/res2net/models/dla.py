@@ -475,7 +475,6 @@ class Res2NetDLA(DLA):
                  **kwargs) -> None:
         # Read by _validate() and block_cfg(), which DLA.__init__ calls.
         self.scales, self.base_width, self.groups = scales, base_width, groups
-        self._check_block(depth)
         super().__init__(depth=depth, **kwargs)
 
     def block_cfg(self) -> dict:
@@ -494,8 +493,10 @@ class Res2NetDLA(DLA):
             for c in self.arch_settings[depth][1][2:]
         ]
 
-    def _check_block(self, depth: int) -> None:
-        _check_choice('depth', depth, sorted(self.arch_settings))
+    def _validate(self, *, depth, **kwargs) -> None:
+        """DLA's checks (``depth`` among them, which the split widths
+        below need), then the Res2Net block's."""
+        super()._validate(depth=depth, **kwargs)
         check_int(
             'scales',
             self.scales,

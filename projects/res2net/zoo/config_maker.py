@@ -17,6 +17,10 @@ names one, else the locally converted file ``checkpoints/<variant>.pth``.
 :func:`swap_backbone` does it to a loaded config (the compatibility table
 uses it in memory); :func:`make_config` writes it as a leaf config of a few
 lines on the base, checked by building the model before it is written.
+Where ``configs/_base_/res2net_backbones.py`` defines the variant's backbone
+(under the variant's name: :func:`base_backbone`), the written config starts
+from it, ``dict(_base_.<variant>, _delete_=True, <kept settings>)``, instead
+of spelling the network out.
 """
 import os
 import os.path as osp
@@ -175,6 +179,39 @@ def _type_name(backbone: Mapping) -> str:
                                                       str(kind))
 
 
+def variant_backbone(variant: str) -> dict:
+    """The backbone config of a named variant with its ImageNet weights:
+    what the variant decides (:data:`FROM_THE_VARIANT`), nothing of a
+    detector's."""
+    return dict(
+        type='Res2NetBackbone',
+        **variant_kwargs(variant),
+        init_cfg=dict(type='Pretrained', checkpoint=imagenet_weights(variant)))
+
+
+def base_backbone(variant: str) -> Optional[str]:
+    """The name under which ``configs/_base_/res2net_backbones.py``
+    defines :func:`variant_backbone` of ``variant``: the variant's own name,
+    or None where the base does not define it (a written config then spells
+    the network out).
+
+    The base defines the variants of the committed configs only, not a
+    second copy of the variants table.
+
+    Raises:
+        RuntimeError: The base's entry of that name is another network.
+    """
+    entry = Config.fromfile(str(BACKBONES_BASE)).get(variant)
+    if entry is None:
+        return None
+    if _plain(entry) != variant_backbone(variant):
+        raise RuntimeError(
+            f'{BACKBONES_BASE}: {variant} is {_plain(entry)}, not the variant '
+            f'of projects/res2net/models/variants.py: '
+            f'{variant_backbone(variant)}')
+    return variant
+
+
 def res2net_for(resnet: Mapping,
                 variant: str,
                 where: str = 'model.backbone') -> Swap:
@@ -210,12 +247,8 @@ def res2net_for(resnet: Mapping,
         raise UserError(f'{where}.{unknown[0]} has no Res2Net counterpart '
                         f'(Res2NetBackbone keeps {", ".join(KEPT)})')
     kept = tuple(k for k in KEPT if k in resnet)
-    res2net = dict(
-        type='Res2NetBackbone',
-        **variant_kwargs(variant),
-        **{k: resnet[k]
-           for k in kept},
-        init_cfg=dict(type='Pretrained', checkpoint=imagenet_weights(variant)))
+    res2net = dict(variant_backbone(variant), **{k: resnet[k] for k in kept})
+    res2net['init_cfg'] = res2net.pop('init_cfg')  # last, for the reader
     notes, preprocessor = [], None
     if res2net.get('style') == 'caffe':
         res2net['style'] = 'pytorch'
@@ -289,8 +322,14 @@ def load_base(base: str) -> Config:
                         f'{type(err).__name__}: {first}') from err
 
 
+class _Source(str):
+    """Config source that :func:`_py` writes as it is."""
+
+
 def _py(value: Any) -> str:
     """``value`` as config source: ``dict(key=...)`` for dicts."""
+    if isinstance(value, _Source):
+        return str(value)
     if isinstance(value, Mapping):
         if all(isinstance(k, str) and k.isidentifier() for k in value):
             return 'dict(' + ', '.join(f'{k}={_py(v)}'
@@ -314,8 +353,19 @@ def config_text(base: str, variant: str, swap: Swap, *, out_dir: str) -> str:
     project_base = osp.relpath(BACKBONES_BASE, out_dir)
     if not project_base.startswith('.'):
         project_base = './' + project_base
-    # model = dict(..., backbone=dict(_delete_=True, ...)), at its path.
-    model: Dict[str, Any] = dict(_delete_=True, **swap.res2net)
+    # model = dict(..., backbone=dict(_delete_=True, ...)), at its path:
+    # dict(_base_.<variant>, _delete_=True, <the rest>) where the project's
+    # backbone base, inherited, defines the variant.
+    name = None if swap.own_settings else base_backbone(variant)
+    model: Any = dict(_delete_=True, **swap.res2net)
+    if name is not None:
+        entry = variant_backbone(variant)
+        rest = [
+            f'{k}={_py(v)}' for k, v in swap.res2net.items()
+            if k not in entry or entry[k] != v
+        ]
+        model = _Source(
+            f'dict({", ".join([f"_base_.{name}", "_delete_=True"] + rest)})')
     for key in reversed(swap.path[1:]):
         model = {key: model}
     if swap.data_preprocessor is not None:

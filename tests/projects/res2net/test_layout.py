@@ -1,6 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """The package's imports run one way (docs/development.md, "Layout"):
-tools → zoo / analysis → engine / datasets → models → errors, paths.
+tools → zoo / analysis → engine / datasets / evaluation → models → errors,
+paths.
 
 Model code never imports the run, the data, the analysis or the zoo code:
 a config that only needs the backbone gets only the backbone's imports.
@@ -21,10 +22,16 @@ ALLOWED = {
     'models': {'errors', 'paths', 'models'},
     'engine': {'errors', 'paths', 'models', 'engine'},
     'datasets': {'errors', 'paths', 'models', 'engine', 'datasets'},
-    'analysis':
-    {'errors', 'paths', 'models', 'engine', 'datasets', 'analysis'},
-    'zoo':
-    {'errors', 'paths', 'models', 'engine', 'datasets', 'analysis', 'zoo'},
+    # the metric: beside engine and datasets, needing neither
+    'evaluation': {'errors', 'paths', 'models', 'evaluation'},
+    'analysis': {
+        'errors', 'paths', 'models', 'engine', 'datasets', 'evaluation',
+        'analysis'
+    },
+    'zoo': {
+        'errors', 'paths', 'models', 'engine', 'datasets', 'evaluation',
+        'analysis', 'zoo'
+    },
 }
 
 

@@ -2,6 +2,7 @@
 """tools/analysis_tools/benchmark.py: the JSON, the summary, the options."""
 import json
 import re
+import sys
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ KEYS = {
     'config', 'checkpoint', 'device', 'hardware', 'batch_size', 'input_shape',
     'num_images', 'warmup', 'fps', 'ms_per_image', 'peak_memory_mb',
     'memory_kind', 'fuse_conv_bn', 'channels_last', 'compile', 'amp',
-    'against', 'shape_note', 'compiles', 'precisions', 'seed'
+    'against', 'shape_note', 'compiles', 'precisions', 'seed', 'repeat_num',
+    'fps_list'
 }
 SUMMARY = re.compile(r'([\d.]+) fps, ([\d.]+) ms/image over (\d+) images '
                      r'after (\d+) warm-up')
@@ -174,3 +176,100 @@ def test_precision_flags_that_cannot_run_are_one_line(call_tool,
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'benchmark.json').exists()
+
+
+# The variables of mmdet's launchers that say how many processes there are.
+WORLD_SIZES = ('WORLD_SIZE', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+
+
+def test_mmdets_documented_command(call_tool, repo, tiny_demo_data, quick,
+                                   tmp_path, monkeypatch):
+    """mmdet's docs: ``python -m torch.distributed.launch --nproc_per_node=1
+    tools/analysis_tools/benchmark.py CONFIG CHECKPOINT --launcher pytorch``
+    (the launcher's variables and --local-rank as it passes them), with
+    mmdet 3.3's other flags: --checkpoint, --max-iter counting the warm-up,
+    --num-warmup, --repeat-num, --log-interval's lines for the bar."""
+    checkpoint = tmp_path / 'weights.pth'
+    model = build_detector(load_config(str(repo / DEMO_CONFIG)))
+    torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
+    for name, value in (('RANK', '0'), ('WORLD_SIZE', '1'),
+                        ('LOCAL_RANK', '0'), ('MASTER_ADDR', '127.0.0.1'),
+                        ('MASTER_PORT', '29500')):
+        monkeypatch.setenv(name, value)
+    result = call_tool(TOOL, DEMO_CONFIG, '--checkpoint', checkpoint,
+                       '--launcher', 'pytorch', '--local-rank=0', '--task',
+                       'inference', '--dataset-type', 'test', '--max-iter', 2,
+                       '--num-warmup', 1, '--repeat-num', 2, '--log-interval',
+                       1, '--fuse-conv-bn', '--work-dir', tmp_path,
+                       *quick(tiny_demo_data, **FAST))
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert (data['num_images'], data['warmup']) == (1, 1)
+    assert data['checkpoint'] == str(checkpoint) and data['fuse_conv_bn']
+    # Two measurements: each one's fps, and the fps of both together.
+    assert data['repeat_num'] == 2 and len(data['fps_list']) == 2
+    seconds = sum(1 / fps for fps in data['fps_list'])
+    assert data['fps'] == pytest.approx(2 / seconds)
+    assert data['fps'] == pytest.approx(1000 / data['ms_per_image'])
+    # mmdet's line after the warm-up image, in each; no progress bar.
+    assert result.stdout.count('Done image [2  /2], fps: ') == 2
+    assert 'elapsed' not in result.stdout
+    assert 'fps of each of the 2 measurements: ' in result.stdout
+    assert f'weights {checkpoint}' in result.stdout
+
+
+@pytest.mark.parametrize('args, env, message', [
+    (['x.pth', '--checkpoint', 'x.pth'], '', 'CHECKPOINT and --checkpoint'),
+    (['--num-images', 2, '--max-iter', 3], '', '--num-images and --max-iter'),
+    (['--max-iter', 5], '', '--max-iter 5 counts the warm-up'),
+    (['--repeat-num', 0], '', '--warmup must be at least 0, --repeat-num '
+     'and --log-interval at least 1 (got 5, 0 and None)'),
+    (['--dataset-type', 'val'], '', '--dataset-type val: the detector is '
+     'timed on the test dataloader'),
+    (['--task', 'dataset', '--fuse-conv-bn', '--device', 'cpu'
+      ], '', "--fuse-conv-bn, --device: the options of the detector's timing"),
+    (['--launcher', 'pytorch'], '',
+     '--launcher pytorch: this process was not started by its launcher'),
+    (['--launcher', 'slurm'], 'SLURM_NTASKS=2',
+     '--launcher slurm: 2 processes; a benchmark times one'),
+])
+def test_mmdets_flags_that_do_not_fit(call_tool, monkeypatch, args, env,
+                                      message):
+    for name in WORLD_SIZES:
+        monkeypatch.delenv(name, raising=False)
+    if env:
+        monkeypatch.setenv(*env.split('='))
+    result = call_tool(TOOL, DEMO_CONFIG, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith('error: ' + message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_mmdets_data_tasks_need_psutil(call_tool, tiny_demo_data, quick,
+                                       monkeypatch, user_error):
+    monkeypatch.setitem(sys.modules, 'psutil', None)  # as if not installed
+    user_error(
+        call_tool(TOOL, DEMO_CONFIG, '--task', 'dataloader',
+                  *quick(tiny_demo_data)), '--task dataloader',
+        'needs psutil: pip install psutil')
+
+
+def test_mmdets_data_tasks(call_tool, tiny_demo_data, quick, tmp_path):
+    """--task dataloader and dataset: mmdet's own benchmarks, their log in
+    --work-dir; a test set of 2 is timed whole."""
+    pytest.importorskip('psutil')
+    result = call_tool(TOOL, DEMO_CONFIG, '--task', 'dataloader',
+                       '--num-warmup', 1, '--work-dir', tmp_path,
+                       *quick(tiny_demo_data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'test_dataloader has 2 batches: timing them all (--max-iter ' \
+        '2000 asks for more)' in result.stdout
+    assert 'dataloader of test_dataloader: ' in result.stdout
+    assert 'Overall fps: ' in (tmp_path / 'benchmark.log').read_text()
+    result = call_tool(TOOL, DEMO_CONFIG, '--task', 'dataset',
+                       '--dataset-type', 'train', '--max-iter', 2,
+                       '--num-warmup', 1, '--repeat-num', 2, '--log-interval',
+                       1, *quick(tiny_demo_data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'dataset of train_dataloader: ' in result.stdout
+    assert '(mean of 2 measurement(s))' in result.stdout

@@ -10,6 +10,7 @@ from typing import Dict, Tuple
 
 import pytest
 
+from projects.res2net.analysis.flops import count_flops
 from projects.res2net.engine.cli import build_detector, load_config
 
 TOOL = 'analysis_tools/get_flops.py'
@@ -70,6 +71,46 @@ def test_demo_table_and_json(call_tool, repo, tmp_path):
 ])
 def test_bad_input_is_one_line(call_tool, args, message):
     result = call_tool(TOOL, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ''
+
+
+def test_mmdets_flags_count_alike(call_tool, repo, tiny_demo_data, tmp_path):
+    """mmdet's docs' --shape (one number) and mmdet 3.3's --num-images (the
+    validation images): the demo's are 128x128, so the count on one is the
+    fake 128x128 image's. (The mean over several: test_flops.py.)"""
+    out = tmp_path / 'flops.json'
+    result = call_tool(TOOL, DEMO_CONFIG, '--num-images', 1, '--cfg-options',
+                       f'data_root={tiny_demo_data}/', '--out', out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    fake = count_flops(load_config(str(repo / DEMO_CONFIG)), 128, 128)
+    assert data['source'] == 'val_dataloader' and data['num_images'] == 1
+    assert data['input_shapes'] == [[1, 3, 128, 128]]
+    assert data['input_shape'] == fake['input_shape'] == [1, 3, 128, 128]
+    assert data['detector'] == fake['detector']
+    assert data['backbone'] == fake['backbone']
+    assert data['num_proposals'] == [300]
+    assert 'FLOPs: the mean over 1 images of val_dataloader (padded to ' \
+        '1x3x128x128)\n' in result.stdout
+    assert 'RoI head counted on 300 proposals' in result.stdout
+    rows = _rows(result.stdout)
+    assert rows['detector'] == ('1x3x128x128',
+                                round(fake['detector']['params'] / 1e6, 3),
+                                round(fake['detector']['flops'] / 1e9, 3))
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--shape', 128, '--num-images', 2], 'error: --shape and --num-images'),
+    (['--num-images', 0], 'error: --num-images 0: count on at least one'),
+    (['--num-images', 2, '--cfg-options', 'data_root=/no/such/dir/'
+      ], "error: val_dataloader (data_root='/no/such/dir/'): annotation file "
+     'not found'),
+])
+def test_mmdets_flags_bad_input_is_one_line(call_tool, args, message):
+    result = call_tool(TOOL, DEMO_CONFIG, *args)
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1

@@ -3,8 +3,9 @@
 the input shape, the table."""
 import pytest
 
-from projects.res2net.analysis.flops import (count_flops, flops_table,
-                                             image_shape)
+from projects.res2net.analysis import flops
+from projects.res2net.analysis.flops import (count_flops, count_flops_on_data,
+                                             flops_table, image_shape)
 from projects.res2net.engine.cli import load_config
 from projects.res2net.errors import UserError
 
@@ -96,3 +97,41 @@ def test_table_without_a_backbone():
         '| detector | 1x3x64x96 | 1.235 | 2.346 |',
         '| backbone | 1x3x64x96 | – | – |',
     ]
+
+
+def test_table_of_images_of_several_sizes():
+    """--num-images over images padded to different sizes: the mean."""
+    result = dict(
+        input_shape=None,
+        num_images=3,
+        detector=dict(params=1_000_000, flops=2_000_000_000),
+        backbone=dict(params=500_000, flops=1_000_000_000))
+    assert flops_table(result).splitlines()[2:] == [
+        '| detector | mean of 3 images | 1.000 | 2.000 |',
+        '| backbone | mean of 3 images | 0.500 | 1.000 |',
+    ]
+
+
+def test_count_on_data_is_the_mean_over_the_images_there(
+        repo, tiny_demo_data, monkeypatch):
+    """--num-images 5 on a validation set of 2: both counted, their mean
+    (each image's count stubbed: the tracer is tested above)."""
+    counts = iter([10, 31])
+
+    def count(detector, inputs, data_samples):
+        flops = next(counts)
+        return dict(
+            detector=dict(params=7, flops=flops),
+            backbone=dict(params=3, flops=flops // 10))
+
+    monkeypatch.setattr(flops, 'count_detector', count)
+    cfg = load_config(
+        str(repo / 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'),
+        dict(data_root=f'{tiny_demo_data}/'))
+    result = count_flops_on_data(cfg, 5)
+    assert result['num_images'] == 2
+    assert result['detector'] == dict(params=7, flops=20)  # 20.5, rounded
+    assert result['backbone'] == dict(params=3, flops=2)
+    assert result['input_shape'] == [1, 3, 128, 128]
+    with pytest.raises(UserError, match='at least one image'):
+        count_flops_on_data(cfg, 0)

@@ -1,16 +1,18 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/datasets/dataset_check.py on damaged copies of the demo
-data."""
+data, and beside mmdet's own CocoDataset on a file of edge cases."""
 import json
 import re
 import shutil
+from collections import Counter
 
 import pytest
 from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
 from mmengine.config import Config
 
 from projects.res2net.datasets.dataset_check import (EMPTY, NOTHING_KEPT,
-                                                     check_config,
+                                                     SKIPS, check_config,
                                                      check_num_classes,
                                                      check_split,
                                                      format_report,
@@ -289,3 +291,172 @@ def test_a_custom_class_list_needs_every_head_to_match(repo):
     check_num_classes(cfg, ['train_dataloader'])
     del cfg.train_dataloader.dataset.metainfo
     check_num_classes(cfg, ['train_dataloader'])
+
+
+# Against mmdet's own CocoDataset: dataset_check.py restates its rules
+# (parse_data_info's kept annotations, filter_data's kept images), so both
+# read one file of every edge case and must keep the same.
+EDGE_IMAGES = {  # id: (width, height); 4 is below min_size=32
+    1: (100, 100),
+    2: (100, 100),
+    3: (100, 100),
+    4: (20, 100),
+    5: (100, 100),
+    6: (100, 100),
+    7: (100, 100),
+    8: (100, 100),
+    9: (100, 100)
+}
+# (id, image, category, bbox, extra): each box at a place of its own, which
+# names it among mmdet's instances. Categories: 1 a, 2 b, 3 c; 99 unknown.
+EDGE_ANNOTATIONS = [
+    (1, 1, 1, [1, 1, 10, 10], {}),  # kept
+    (2, 1, 2, [2, 2, 50, 50], {}),  # kept
+    (3, 2, 1, [3, 3, 10, 10], dict(iscrowd=1)),  # crowd: the image kept
+    # 3: no annotation at all (filter_empty_gt)
+    (4, 4, 1, [1, 4, 10, 10], {}),  # on an image below min_size
+    (5, 5, 3, [5, 5, 10, 10], {}),  # c only: left out by a class subset
+    (6, 6, 99, [6, 6, 10, 10], {}),  # an unknown category only
+    (7, 7, 1, [7, 7, 0, 10], {}),  # zero width
+    (8, 7, 1, [8, 8, 10, 10], dict(area=0)),  # zero area
+    (9, 7, 2, [9, 9, 0.5, 10], {}),  # under a pixel wide
+    (10, 8, 2, [500, 10, 10, 10], {}),  # wholly outside its image
+    (11, 8, 2, [95, 11, 10, 10], {}),  # partly outside: kept
+    (12, 9, 1, [12, 12, 10, 10], dict(ignore=1)),  # mmdet's ignore flag
+    (13, 77, 1, [13, 13, 10, 10], {}),  # no such image: never read
+    (14, 9, 3, [14, 14, 10, 10], dict(iscrowd=1)),  # crowd, left out
+]
+
+
+def _edge_coco() -> dict:
+    images = [
+        dict(id=i, file_name=f'{i}.png', width=w, height=h)
+        for i, (w, h) in EDGE_IMAGES.items()
+    ]
+    annotations = [
+        dict(
+            dict(
+                id=i,
+                image_id=image,
+                category_id=category,
+                bbox=bbox,
+                area=bbox[2] * bbox[3],
+                iscrowd=0,
+                segmentation=[]), **extra)
+        for i, image, category, bbox, extra in EDGE_ANNOTATIONS
+    ]
+    categories = [
+        dict(id=i, name=n) for i, n in ((1, 'a'), (2, 'b'), (3, 'c'))
+    ]
+    return dict(images=images, annotations=annotations, categories=categories)
+
+
+@pytest.fixture(scope='module')
+def coco_train_dataset(repo):
+    """A config's training dataset as mmdet's COCO base sets it
+    (``filter_cfg=dict(filter_empty_gt=True, min_size=32)``)."""
+    cfg = Config.fromfile(
+        str(repo / 'configs' / 'faster_rcnn_r2_101_fpn_2x.py'))
+    return cfg.train_dataloader.dataset.to_dict()
+
+
+def _kept_by_mmdet(dataset: dict, coco: dict):
+    """mmdet's CocoDataset on ``dataset``: how many images its filter_cfg
+    keeps, and, by annotation id, the instances it makes of every image's
+    annotations (with their category's name and ignore flag)."""
+    built = DATASETS.build(dict(dataset, pipeline=[], lazy_init=True))
+    ann_id = {
+        (a['image_id'], tuple(a['bbox'][:2])): a['id']
+        for a in coco['annotations']
+    }
+    category = {c['id']: c['name'] for c in coco['categories']}
+    instances = {}
+    for info in built.load_data_list():  # parse_data_info's, unfiltered
+        for inst in info['instances']:
+            key = (info['img_id'], tuple(inst['bbox'][:2]))
+            # mmdet 3.3 numbers the labels in the file's category order,
+            # whatever the order of metainfo.classes: its cat_ids name them.
+            instances[ann_id[key]] = (
+                category[built.cat_ids[inst['bbox_label']]],
+                inst['ignore_flag'])
+    built.full_init()  # load_data_list again, then filter_data
+    return len(built), instances
+
+
+@pytest.mark.parametrize(
+    'change', [
+        dict(metainfo=dict(classes=('a', 'b'))),
+        dict(metainfo=dict(classes=('b', 'c', 'a'))),
+        dict(metainfo=dict(classes=('a', 'b')), filter_cfg=None),
+        dict(
+            metainfo=dict(classes=('a', )),
+            filter_cfg=dict(filter_empty_gt=False, min_size=32)),
+        dict(
+            metainfo=dict(classes=('a', 'b')),
+            filter_cfg=dict(filter_empty_gt=True)),
+        dict(metainfo=dict(classes=('a', 'b')), test_mode=True),
+    ],
+    ids=['subset', 'all', 'no-filter', 'sizes-only', 'empty-only', 'test'])
+def test_it_keeps_what_mmdet_keeps(coco_train_dataset, tmp_path, change):
+    """Crowd boxes, images without annotations, small images, a class
+    subset, unknown categories, boxes mmdet drops: the report's kept images
+    and instances are those of mmdet's CocoDataset on the same file."""
+    coco = _edge_coco()
+    (tmp_path / 'ann.json').write_text(json.dumps(coco))
+    (tmp_path / 'img').mkdir()
+    for image in coco['images']:  # present, never decoded
+        (tmp_path / 'img' / image['file_name']).touch()
+    dataset = dict(
+        coco_train_dataset,
+        data_root=str(tmp_path),
+        ann_file='ann.json',
+        data_prefix=dict(img='img/'),
+        **change)
+    images_kept, instances = _kept_by_mmdet(dataset, coco)
+    report = check_split(dataset, 'train_dataloader')
+
+    assert report.images_kept == images_kept
+    trained = Counter(name for name, ignore in instances.values()
+                      if not ignore)
+    assert report.instances == trained
+    # The annotations each drops of the images it reads: ours, each named
+    # as a skip, and the ignore-flagged ones (the user's own choice).
+    read = {
+        a['id']
+        for a in coco['annotations'] if a['image_id'] in EDGE_IMAGES
+    }
+    ignored = {a['id'] for a in coco['annotations'] if a.get('ignore')}
+    skipped = {
+        i
+        for kind, ids in report.problems.items()
+        if kind not in ('partly_outside', 'unknown_image') for i in ids
+    }
+    assert read - set(instances) == skipped | ignored
+    assert report.problems['unknown_image'] == [13]
+    assert set(report.problems) <= set(SKIPS)
+
+
+@pytest.mark.parametrize('field, mmdet_error', [('area', KeyError),
+                                                ('id', AssertionError)])
+def test_what_mmdet_refuses_stops_in_one_line(coco_train_dataset, tmp_path,
+                                              field, mmdet_error):
+    """An annotation without ``area``, or an annotation id used twice: mmdet
+    raises (a KeyError, an assertion) where ours names the entry."""
+    coco = _edge_coco()
+    if field == 'area':
+        del coco['annotations'][1]['area']
+        says = 'annotations[1] has no area'
+    else:
+        coco['annotations'][1]['id'] = coco['annotations'][0]['id']
+        says = 'annotation id 1 is used twice'
+    (tmp_path / 'ann.json').write_text(json.dumps(coco))
+    dataset = dict(
+        coco_train_dataset,
+        data_root=str(tmp_path),
+        ann_file='ann.json',
+        data_prefix=dict(img=''),
+        metainfo=dict(classes=('a', 'b')))
+    with pytest.raises(mmdet_error):
+        _kept_by_mmdet(dataset, coco)
+    with pytest.raises(UserError, match=re.escape(says)):
+        check_split(dataset, 'train_dataloader')

@@ -8,11 +8,14 @@ import pytest
 from mmengine.config import Config
 
 from projects.res2net.errors import UserError
-from projects.res2net.models.variants import variant_kwargs
-from projects.res2net.zoo.config_maker import (PYTORCH_NORMALISATION,
-                                               NothingToDo, default_out,
+from projects.res2net.models.variants import RESNET_VARIANTS, variant_kwargs
+from projects.res2net.zoo.config_maker import (BACKBONES_BASE,
+                                               PYTORCH_NORMALISATION,
+                                               NothingToDo, base_backbone,
+                                               config_text, default_out,
                                                load_base, make_config,
-                                               plan_swap, swap_backbone)
+                                               plan_swap, swap_backbone,
+                                               variant_backbone)
 
 V101, V50 = 'res2net101_v1b_26w_4s', 'res2net50_v1b_26w_4s'
 
@@ -150,6 +153,8 @@ def test_the_written_config_is_the_swap_and_builds(tmp_path):
     text = out.read_text()
     assert made.text == text and len(text.splitlines()) < 40
     assert f"'{base}'" in text and '_delete_=True' in text
+    # The network from the project's backbone base, not spelled out.
+    assert f'_base_.{V101},' in text and 'Res2NetBackbone' not in text
     written = Config.fromfile(str(out))
     swapped = swap_backbone(load_base(base), V101)
     assert written.model == swapped.model
@@ -167,9 +172,11 @@ def test_a_base_with_its_own_hooks_keeps_them(tmp_path):
     base.write_text("_base_ = 'mmdet::atss/atss_r50_fpn_1x_coco.py'\n"
                     "custom_hooks = [dict(type='EMAHook', momentum=0.0002)]\n")
     out = tmp_path / 'made.py'
-    made = make_config(str(base), V50, str(out))
+    made = make_config(str(base), V101, str(out))
     assert made.swap.own_settings
+    # Without the backbone base, its network is spelled out.
     assert 'res2net_backbones.py' not in made.text
+    assert '_base_.' not in made.text and 'depth=101' in made.text
     written = Config.fromfile(str(out))
     assert [h['type'] for h in written.custom_hooks] == [
         'EMAHook', 'ExactResumeHook', 'FiniteLossHook', 'SignalCheckpointHook'
@@ -195,3 +202,28 @@ def test_a_missing_base_is_one_line(tmp_path):
         load_base(str(tmp_path / 'nope.py'))
     with pytest.raises(UserError, match='cannot read base config mmdet::x/'):
         load_base('mmdet::x/y.py')
+
+
+def test_the_backbone_base_defines_variants_as_the_variants_table():
+    """configs/_base_/res2net_backbones.py defines the backbones of the
+    committed made configs under their variants' names, each the network
+    and weights of projects/res2net/models/variants.py; another variant is
+    spelled out in the written config."""
+    project = Config.fromfile(str(BACKBONES_BASE))
+    defined = [name for name in RESNET_VARIANTS if name in project]
+    assert V101 in defined
+    for name in defined:
+        assert project[name] == variant_backbone(name), name
+        assert base_backbone(name) == name
+    assert V50 not in defined and base_backbone(V50) is None
+
+
+def test_a_variant_the_base_does_not_define_is_spelled_out(tmp_path):
+    base = 'mmdet::atss/atss_r50_fpn_1x_coco.py'
+    swap = swap_of(base, V50)
+    text = config_text(base, V50, swap, out_dir=str(tmp_path))
+    assert '_base_.' not in text
+    assert "type='Res2NetBackbone'" in text and 'depth=50' in text
+    (tmp_path / 'made.py').write_text(text)
+    written = Config.fromfile(str(tmp_path / 'made.py'))
+    assert written.model == swap_backbone(load_base(base), V50).model
