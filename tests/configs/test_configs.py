@@ -186,10 +186,15 @@ def test_dla_configs_swap_only_the_backbone(repo, name):
     assert cfg.model.neck.in_channels == [
         model.channels[i] for i in backbone.out_indices
     ]
-    # Everything else is mmdet's.
+    # Everything else is mmdet's; the evaluator is mmdet's CocoMetric with
+    # faster-coco-eval's COCOeval, its settings the base's.
     for key in ('train_cfg', 'param_scheduler', 'optim_wrapper',
-                'train_dataloader', 'test_evaluator'):
+                'train_dataloader'):
         assert unscoped(cfg[key]) == unscoped(reference[key]), key
+    ours, theirs = (dict(unscoped(c.test_evaluator)) for c in (cfg, reference))
+    assert (ours.pop('type'), theirs.pop('type')) == \
+        ('FasterCocoMetric', 'CocoMetric')
+    assert ours == theirs
     ours, theirs = unscoped(cfg.model), unscoped(reference.model)
     ours['neck'].pop('in_channels'), theirs['neck'].pop('in_channels')
     ours.pop('backbone'), theirs.pop('backbone')

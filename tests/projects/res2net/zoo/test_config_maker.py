@@ -12,10 +12,10 @@ from projects.res2net.models.variants import RESNET_VARIANTS, variant_kwargs
 from projects.res2net.zoo.config_maker import (BACKBONES_BASE,
                                                PYTORCH_NORMALISATION,
                                                NothingToDo, base_backbone,
-                                               config_text, default_out,
-                                               load_base, make_config,
-                                               plan_swap, swap_backbone,
-                                               variant_backbone)
+                                               coco_evaluators, config_text,
+                                               default_out, load_base,
+                                               make_config, plan_swap,
+                                               swap_backbone, variant_backbone)
 
 V101, V50 = 'res2net101_v1b_26w_4s', 'res2net50_v1b_26w_4s'
 
@@ -227,3 +227,19 @@ def test_a_variant_the_base_does_not_define_is_spelled_out(tmp_path):
     (tmp_path / 'made.py').write_text(text)
     written = Config.fromfile(str(tmp_path / 'made.py'))
     assert written.model == swap_backbone(load_base(base), V50).model
+
+
+def test_only_coco_metric_evaluators_become_faster_coco_metric():
+    """mmdet's CocoMetric (settings kept) becomes FasterCocoMetric; any
+    other evaluator, or a list of them, stays the base's."""
+    coco = dict(type='CocoMetric', metric='bbox')
+    assert coco_evaluators(dict(val_evaluator=coco,
+                                test_evaluator=coco)) == ('val_evaluator',
+                                                          'test_evaluator')
+    panoptic = dict(type='CocoPanopticMetric')
+    assert coco_evaluators(
+        dict(val_evaluator=panoptic, test_evaluator=[coco, panoptic])) == ()
+    cfg = load_base('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py')
+    swap_backbone(cfg, 'res2net101_v1b_26w_4s')
+    assert cfg.test_evaluator.type == 'FasterCocoMetric'
+    assert cfg.test_evaluator.metric == 'bbox'  # the base's
