@@ -114,17 +114,20 @@ def allow_mmengine_checkpoints() -> None:
         prefixes=_MODEL_ZOO_SCHEMES, loader=load_model_zoo, force=True)
 
 
-def download(url: str, model_dir: Optional[str] = None) -> str:
-    """The local copy of ``url`` in torch's hub cache, fetched if absent.
-
-    The file torch's ``load_state_dict_from_url`` (which mmengine uses)
-    would cache: ``<hub dir>/checkpoints/<file name>``, so that a file
-    fetched before, by either, is not fetched again.
-    """
+def cache_path(url: str, model_dir: Optional[str] = None) -> str:
+    """Where ``url`` is cached: the file torch's ``load_state_dict_from_url``
+    (which mmengine uses) would cache, ``<hub dir>/checkpoints/<file
+    name>``, so that a file fetched before, by either, is not fetched
+    again."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    return osp.join(model_dir, osp.basename(urlparse(url).path))
+
+
+def download(url: str, model_dir: Optional[str] = None) -> str:
+    """The local copy of ``url`` (:func:`cache_path`), fetched if absent."""
+    cached = cache_path(url, model_dir)
     if not osp.isfile(cached):
-        os.makedirs(model_dir, exist_ok=True)
+        os.makedirs(osp.dirname(cached), exist_ok=True)
         print_log(f'downloading {url} to {cached}', logger='current')
         # Written to a temporary name and renamed: never a partial file.
         torch.hub.download_url_to_file(url, cached, progress=False)
@@ -184,8 +187,7 @@ def _fetch_hint(checkpoint: str) -> str:
             url = get_external_models().get(checkpoint[len(scheme):], '')
     if not url.startswith(('http://', 'https://')):
         return ''
-    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))
-    return f'download {url} to {cached}, or '
+    return f'download {url} to {cache_path(url)}, or '
 
 
 def read_checkpoint(checkpoint: str,
