@@ -18,7 +18,8 @@ import threading
 import traceback
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import (Callable, Dict, Iterator, List, MutableMapping, NamedTuple,
+                    Optional, Tuple, Union)
 
 import pytest
 import torch
@@ -39,16 +40,31 @@ DEMO_CONFIG = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 # of them, and the lines of the closing summary.
 SHARED = 'RES2NET_TESTS_SHARED'
 
+# The variables through which the caller's Slurm job would reach the runs
+# that the tests start: inside a requeueable batch job, a test's stopped run
+# would requeue the job running the suite, and SLURM_RESTART_COUNT would
+# turn fresh runs into resumes; SBATCH_*/SRUN_* would change the test
+# cluster's jobs. The tests that run on a cluster start their own.
+CLUSTER_VARIABLES = ('SLURM_', 'SBATCH_', 'SALLOC_', 'SRUN_')
+
+
+def leave_the_callers_cluster(environ: MutableMapping[str, str]) -> None:
+    """Remove the caller's :data:`CLUSTER_VARIABLES` from ``environ``."""
+    for name in [n for n in environ if n.startswith(CLUSTER_VARIABLES)]:
+        del environ[name]
+
 
 def pytest_configure(config) -> None:
-    """The shared directory (made by the process that starts the session),
-    and each test process's share of the CPU.
+    """The tests' environment without the caller's cluster job, the shared
+    directory (made by the process that starts the session), and each test
+    process's share of the CPU.
 
     Under pytest-xdist each of the ``n`` worker processes gets
     ``cores // n`` threads (torch's in-process ops, and the tools it starts,
     through ``OMP_NUM_THREADS``): two processes of two threads on a 2-core
     machine spin-wait on each other's cores and were no faster than one.
     """
+    leave_the_callers_cluster(os.environ)
     if not hasattr(config, 'workerinput'):  # no worker of another process
         os.environ[SHARED] = tempfile.mkdtemp(prefix='res2net-tests-')
     workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
@@ -349,11 +365,13 @@ def call_tool() -> Callable[..., subprocess.CompletedProcess]:
     it created are dropped again. This saves the interpreter's start
     and the imports of torch, mmcv and mmdet (about 3.5 s a run on a fast
     2-core machine): for tests of what a tool does, not of the process
-    around it (environment, signals, launchers: use ``run_tool``).
+    around it (environment, signals, launchers: use ``run_tool``). ``tool``
+    is a path below ``tools/``, or the absolute path of another script
+    (mmdet's tools).
     """
 
-    def call(tool: str, *args) -> subprocess.CompletedProcess:
-        path = REPO / 'tools' / tool
+    def call(tool: Union[str, Path], *args) -> subprocess.CompletedProcess:
+        path = REPO / 'tools' / tool  # an absolute path stays as it is
         argv = [str(a) for a in args]
         # A tool's --threads is its process's setting: not the next test's.
         threads = torch.get_num_threads()
@@ -715,6 +733,80 @@ def trained_demo(run_tool, dist_devices) -> TrainedDemo:
         work_dir = Path(json.loads(decided.read_text())['work_dir'])
     checkpoint = work_dir / f'iter_{iters}.pth'
     return TrainedDemo(root, work_dir, checkpoint, _train_log(work_dir), iters)
+
+
+class DemoPredictions(NamedTuple):
+    data: Path  # the demo data the detector was tested on
+    ann_file: Path  # its validation images' annotation file
+    pickle: Path  # test.py --out: the predictions, in mmdet's format
+    prefix: Path  # the evaluator's COCO result files: <prefix>.bbox.json
+    metrics: dict  # test.py's metrics.json
+
+
+@pytest.fixture(scope='session')
+def tested_demo(trained_demo, call_tool) -> DemoPredictions:
+    """tools/test.py on the trained demo checkpoint, once for the session's
+    test processes: on all 100 validation images (the evaluator scores
+    every image of its annotation file), with the predictions kept as
+    ``--out``'s pickle and as the evaluator's COCO result files. For the
+    tests that re-evaluate or analyse one detector's predictions: mmdet's
+    tools, pycocotools, FasterCocoMetric against CocoMetric."""
+    shared = _shared_dir()
+    work_dir = shared / 'tested_demo'
+    data = trained_demo.root / 'data'
+    pickle, prefix = work_dir / 'predictions.pkl', work_dir / 'coco'
+    with FileLock(str(shared / 'tested_demo.lock')):
+        if not (work_dir / 'metrics.json').is_file():
+            result = call_tool(
+                'test.py', DEMO_CONFIG, trained_demo.checkpoint, '--work-dir',
+                work_dir, '--out', pickle,
+                *_quick(data, **{'test_evaluator.outfile_prefix': prefix}))
+            assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((work_dir / 'metrics.json').read_text())['metrics']
+    assert metrics['coco/bbox_mAP'] > 0.1  # a trained detector's boxes
+    return DemoPredictions(data,
+                           data / 'annotations' / 'instances_val2017.json',
+                           pickle, prefix, metrics)
+
+
+class DemoSubset(NamedTuple):
+    options: List[str]  # --cfg-options that test on the subset alone
+    metrics: dict  # the evaluator's metrics of tested_demo's predictions
+
+
+@pytest.fixture(scope='session')
+def demo_subset(tested_demo, tmp_path_factory) -> DemoSubset:
+    """The first 10 of the demo's validation images as a test set of their
+    own (an annotation file of those images), and the metrics that the demo
+    config's evaluator gives ``tested_demo``'s predictions on them, computed
+    in this process: a checkpoint tested there gives these when it is the
+    trained demo detector, for a tenth of the images."""
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import METRICS
+    from mmengine.fileio import load
+
+    coco = json.loads(tested_demo.ann_file.read_text())
+    coco['images'] = coco['images'][:10]
+    kept = {image['id'] for image in coco['images']}
+    coco['annotations'] = [
+        a for a in coco['annotations'] if a['image_id'] in kept
+    ]
+    ann_file = tmp_path_factory.mktemp('demo_subset') / 'val10.json'
+    ann_file.write_text(json.dumps(coco))
+    config = Config.fromfile(str(REPO / DEMO_CONFIG))
+    metric = METRICS.build(dict(config.test_evaluator, ann_file=str(ann_file)))
+    metric.dataset_meta = dict(classes=CocoDataset.METAINFO['classes'])
+    metric.process(
+        {}, [s for s in load(tested_demo.pickle) if s['img_id'] in kept])
+    metrics = {
+        f'coco/{key}': value
+        for key, value in metric.compute_metrics(metric.results).items()
+    }
+    assert metrics['coco/bbox_mAP'] > 0.1  # a meaningful comparison
+    return DemoSubset([
+        f'test_dataloader.dataset.ann_file={ann_file}',
+        f'test_evaluator.ann_file={ann_file}'
+    ], metrics)
 
 
 class Served(NamedTuple):

@@ -4,6 +4,7 @@ those beyond them (R2-50, DCN, Res2Net-DLA, and those made by
 tools/misc/res2net_config.py for other mmdet detectors), and a run of each.
 """
 import json
+import math
 import os.path as osp
 
 import pytest
@@ -13,6 +14,8 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
+from projects.res2net.engine.logs import (SCALARS_JSON, read_scalars, run_dirs,
+                                          scalars_path)
 from projects.res2net.models.variants import backbone_type, variant_kwargs
 from projects.res2net.zoo.config_maker import config_text, load_base, plan_swap
 from projects.res2net.zoo.table import demo_run_options, rcnn_train_keys
@@ -203,17 +206,21 @@ def test_dla_configs_swap_only_the_backbone(repo, name):
 
 
 def test_dla_config_without_its_weights_stops_in_one_line(
-        call_tool, repo, tiny_demo_data, tmp_path):
+        call_tool, tiny_demo_data, tmp_path):
     """No converted ImageNet weights: one line naming the file, never a
-    silent random init, and no run left half-way."""
+    silent random init, and no run left half-way. The weights are looked
+    for at a path that no user has converted weights to (the config's own,
+    checkpoints/res2net_dla60.pth, is checked above)."""
     work_dir = tmp_path / 'run'
+    missing = tmp_path / 'checkpoints' / 'res2net_dla60.pth'
     result = call_tool('train.py', 'configs/faster_rcnn_r2_dla60_fpn_1x.py',
                        '--work-dir', work_dir, '--cfg-options',
-                       f'data_root={tiny_demo_data}/')
+                       f'data_root={tiny_demo_data}/',
+                       f'model.backbone.init_cfg.checkpoint={missing}')
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: backbone weights not found: '
-                           'checkpoints/res2net_dla60.pth'), last
+    assert last.startswith(
+        f'error: backbone weights not found: {missing};'), last
     assert 'init_cfg' in last
     assert not work_dir.exists() or not any(work_dir.rglob('*.pth'))
 
@@ -330,6 +337,16 @@ def test_config_trains_one_step_and_tests_on_demo_data(call_tool, repo,
                       'default_hooks.checkpoint.save_optimizer=False')
     assert train.returncode == 0, train.stderr[-3000:]
     assert 'Epoch(train) [1][1/1]' in train.stdout + train.stderr
+    # One step was logged, and its loss is a number: a bound on mAP alone
+    # holds for a detector that learned nothing from a NaN.
+    logged = [
+        entry for run in run_dirs(str(work_dir), SCALARS_JSON)
+        for entry in read_scalars(scalars_path(run), fix='')
+    ]
+    logged = [entry for entry in logged if 'loss' in entry]
+    assert [(entry['epoch'], entry['iter'], entry['step'])
+            for entry in logged] == [(1, 1, 1)], logged
+    assert math.isfinite(logged[0]['loss']) and logged[0]['loss'] > 0
     checkpoint = work_dir / 'epoch_1.pth'
     assert checkpoint.is_file()
 

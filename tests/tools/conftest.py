@@ -315,6 +315,10 @@ def _slurm_conf(state: Path) -> str:
         'ProctrackType=proctrack/linuxproc',
         'TaskPlugin=task/none',
         'MpiDefault=none',
+        # srun's nice value reaches its tasks (Slurm's default: slurmd's):
+        # a job that only has to train while a test waits on Slurm runs
+        # niced, leaving the CPU to the other tests.
+        'PropagatePrioProcess=1',
         'ReturnToService=2',
         'SchedulerType=sched/builtin',
         # A requeued job becomes eligible when its hold ends, with no event

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
+import projects.res2net  # noqa: F401  (registers the backbone)
 from projects.res2net.datasets.demo_data import generate_demo_dataset
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
@@ -130,6 +134,17 @@ def test_two_nodes_of_one_process(repo, launcher_env, trained_demo,
     assert not (tmp_path / 'node1' / 'metrics.json').exists()
 
 
+def _start_weights(path: Path) -> None:
+    """The demo detector as built and initialised (seed 0), saved as the
+    checkpoint that both runs load: the weights before the step, without a
+    run that trains nothing."""
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(DEMO).model)
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict()}, path)
+
+
 def _weights(checkpoint: Path) -> torch.Tensor:
     """Every trained parameter of a checkpoint, as one vector."""
     state = torch.load(checkpoint, map_location='cpu')['state_dict']
@@ -144,14 +159,15 @@ def test_two_processes_take_the_one_process_step(run_tool, run_script,
                                                  quick, tmp_path):
     """2 processes x 4 images take the SGD step of 1 process x 8 images.
 
-    DDP averages the ranks' gradients: from the same weights (one seed), on
-    the same 8 images (the sampler gives rank r every other image of the one
-    shuffled order, and each image is augmented from its own stream), that
-    is the one process's gradient when nothing couples the images of a
-    batch, and the lr is the same. So the runs remove what would: BN uses
-    its running statistics (``norm_eval``), the RPN and RoI samplers take
-    every anchor and proposal instead of a random draw, the gradients are
-    not clipped (clipping would hide a sum for a mean), the lr is constant.
+    DDP averages the ranks' gradients: from the same weights (one
+    checkpoint loaded), on the same 8 images (the sampler gives rank r every
+    other image of the one shuffled order, and each image is augmented from
+    its own stream), that is the one process's gradient when nothing couples
+    the images of a batch, and the lr is the same. So the runs remove what
+    would: BN uses its running statistics (``norm_eval``), the RPN and RoI
+    samplers take every anchor and proposal instead of a random draw, the
+    gradients are not clipped (clipping would hide a sum for a mean), the
+    lr is constant.
     Left: each rank divides its losses by its own images' sample counts, and
     float rounding. Measured: the steps 5e-6 apart (relative). A sum for a
     mean, or another lr, moves the step by 100%; a rank stepping on its own
@@ -160,7 +176,10 @@ def test_two_processes_take_the_one_process_step(run_tool, run_script,
     """
     data = tmp_path / 'data'
     generate_demo_dataset(data, num_train=8, num_val=2, seed=3)
+    start = tmp_path / 'start.pth'
+    _start_weights(start)
     options = {
+        'load_from': start,
         'train_cfg.max_iters': 1,
         'default_hooks.checkpoint.interval': 1,
         'randomness.seed': 0,
@@ -174,22 +193,16 @@ def test_two_processes_take_the_one_process_step(run_tool, run_script,
         'val_evaluator': None,
     }
 
-    def one_process(name: str, **more) -> torch.Tensor:
-        result = run_tool(
-            'train.py',
-            DEMO,
-            '--work-dir',
-            tmp_path / name,
-            *quick(data, **options, **more),
-            env=dist_devices)
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        return _weights(tmp_path / name / 'iter_1.pth')
-
-    # The weights before the step: a step of lr 1e-30 leaves them as they
-    # are but for 1e-30 x the gradient on weights that start at 0 (an lr of
-    # 0 is refused as a setting).
-    start = one_process('start', **{'optim_wrapper.optimizer.lr': 1e-30})
-    one = one_process('one', **{'train_dataloader.batch_size': 8}) - start
+    one = run_tool(
+        'train.py',
+        DEMO,
+        '--work-dir',
+        tmp_path / 'one',
+        *quick(data, **options, **{'train_dataloader.batch_size': 8}),
+        env=dist_devices)
+    assert one.returncode == 0, (one.stdout + one.stderr)[-3000:]
+    start = _weights(start)
+    one = _weights(tmp_path / 'one' / 'iter_1.pth') - start
     two = run_script(
         'dist_train.sh',
         DEMO,
@@ -227,8 +240,12 @@ def test_a_signal_to_one_rank_stops_every_rank_at_a_checkpoint(
         kill_rank_mid_training, launcher_env, tiny_demo_data, quick, tmp_path):
     """SIGTERM to rank 1 only: both ranks end the iteration and agree to
     stop there, rank 0 saves it and says how to resume, all leave the
-    process group (the job ends, no hang)."""
+    process group and exit, none with a traceback (the job ends, no hang).
+    Rank 0 exits with SIGTERM's status, the others with 0, so that torchrun
+    reports the stop once."""
     work_dir = tmp_path / 'wd'
+    # PET_TEE=3 (torchrun --tee 3): each rank's lines carry its prefix,
+    # "[default1]:".
     ended = kill_rank_mid_training([
         'tools/dist_train.sh', DEMO, 2, '--work-dir', work_dir, *quick(
             tiny_demo_data, **{
@@ -237,16 +254,38 @@ def test_a_signal_to_one_rank_stops_every_rank_at_a_checkpoint(
                 'default_hooks.logger.interval': 1
             })
     ],
-                                   env=launcher_env,
+                                   env=dict(launcher_env, PET_TEE='3'),
                                    rank_variable='RANK',
                                    signum=signal.SIGTERM)
     log = ended['log']
     assert ended['returncode'] not in (0, None), log[-3000:]
     assert ended['seconds'] < 60
+    ranks = {0: [], 1: []}
+    for line in log.splitlines():
+        prefix = re.match(r'\[(?:default|rank)(\d)\]:', line)
+        if prefix:
+            ranks[int(prefix[1])].append(line[prefix.end():])
+    assert not any('Traceback' in line for line in ranks[0] + ranks[1]), log
+    assert 'SIGTERM (preemption, the time limit or a kill): the run stops ' \
+        'at the end of this iteration, with a checkpoint' in ranks[1], log
+    # torchrun's summary of the ranks that ended other than with 0: rank 0,
+    # with SIGTERM's status; rank 1 ends with 0 (not listed), unless it was
+    # still leaving when torchrun, seeing rank 0's end, closed it.
+    exits = {
+        int(rank): (int(code), pid)
+        for rank, code, pid in re.findall(
+            r'rank +: (\d+) \(local_rank: \d+\)\s+exitcode +: (-?\d+) '
+            r'\(pid: (\d+)\)', log)
+    }
+    assert exits[0][0] == 143, log[-3000:]
+    if 1 in exits:
+        assert exits[1][0] == -signal.SIGTERM and \
+            f'Sending process {exits[1][1]} closing signal SIGTERM' in log, \
+            log[-3000:]
     stop = re.search(
         r'training stopped by SIGTERM \(preemption, the time limit or a '
         r'kill\) after iteration (\d+): saved (\S+); resume with: the same '
-        'launch command with --resume added', log)
+        'launch command with --resume added', '\n'.join(ranks[0]))
     assert stop, log[-3000:]
     assert stop[2] == str(work_dir / f'iter_{stop[1]}.pth')
     assert (work_dir / 'last_checkpoint').read_text() == stop[2]
@@ -261,7 +300,7 @@ def test_forcing_nccl_on_a_cpu_machine_fails_in_one_line(
     result = run_script(
         'dist_train.sh',
         DEMO,
-        2,
+        1,  # one process refuses as two would
         '--work-dir',
         tmp_path / 'wd',
         '--dist-backend',

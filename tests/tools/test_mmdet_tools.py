@@ -4,12 +4,10 @@ scripts of the installed mmdet, on our configs and on what our tools wrote
 for the trained demo detector (one ``tools/test.py --out`` run shared)."""
 import ast
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import NamedTuple
+from subprocess import CompletedProcess
+from typing import Callable
 
 import mmdet
 import mmengine
@@ -24,88 +22,55 @@ MMDET_TOOLS = Path(mmdet.__file__).parent / '.mim' / 'tools'
 DEMO_LABELS = {32, 33, 62}
 
 
-def _mmdet_tool(repo: Path, tool: str, *args) -> subprocess.CompletedProcess:
-    """Run ``mmdet/.mim/tools/<tool>`` as a user would, from the repo root
-    (matplotlib without a display)."""
-    return subprocess.run(
-        [sys.executable,
-         str(MMDET_TOOLS / tool), *map(str, args)],
-        cwd=repo,
-        env=dict(os.environ, MPLBACKEND='Agg'),
-        capture_output=True,
-        text=True,
-        timeout=600)
+@pytest.fixture
+def mmdet_tool(call_tool, monkeypatch) -> Callable[..., CompletedProcess]:
+    """``mmdet_tool(tool, *args)`` runs ``mmdet/.mim/tools/<tool>`` as
+    ``python PATH ARGS`` from the repo root, in this process (``call_tool``:
+    mmdet's script as it is, without an interpreter's start and imports),
+    matplotlib without a display."""
+    monkeypatch.setenv('MPLBACKEND', 'Agg')
+    return lambda tool, *args: call_tool(MMDET_TOOLS / tool, *args)
 
 
-class DemoOutputs(NamedTuple):
-    data: Path  # the demo data that the detector was tested on
-    pickle: Path  # test.py --out: the predictions, in mmdet's format
-    results_json: Path  # CocoMetric's COCO results file (outfile_prefix)
-    metrics: dict  # test.py's metrics.json
-
-
-@pytest.fixture(scope='module')
-def demo_outputs(call_tool, trained_demo, quick,
-                 tmp_path_factory) -> DemoOutputs:
-    """tools/test.py on the trained demo, once for the module: the pickle of
-    ``--out`` and the COCO results JSON of ``outfile_prefix``, on all 100
-    validation images (CocoMetric scores every image of its annotation
-    file, so a subset would count the others as missed)."""
-    data = trained_demo.root / 'data'
-    work_dir = tmp_path_factory.mktemp('mmdet_tools')
-    pickle = work_dir / 'results.pkl'
-    result = call_tool(
-        'test.py', DEMO, trained_demo.checkpoint, '--work-dir', work_dir,
-        '--out', pickle,
-        *quick(data, **{'test_evaluator.outfile_prefix': work_dir / 'coco'}))
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((work_dir / 'metrics.json').read_text())['metrics']
-    assert metrics['coco/bbox_mAP'] > 0.1  # a meaningful comparison
-    return DemoOutputs(data, pickle, work_dir / 'coco.bbox.json', metrics)
-
-
-def _val_annotations(outputs: DemoOutputs) -> Path:
-    return outputs.data / 'annotations' / 'instances_val2017.json'
-
-
-def _test_set(outputs: DemoOutputs) -> list:
+def _test_set(outputs) -> list:
     """mmdet's tools do not move the dataset paths with ``data_root=``:
-    the test set's own, and the evaluator's annotation file."""
+    the test set's own, and the evaluator's annotation file, of
+    ``outputs`` (the ``tested_demo`` fixture)."""
     return [
         f'test_dataloader.dataset.data_root={outputs.data}/',
-        f'val_evaluator.ann_file={_val_annotations(outputs)}'
+        f'val_evaluator.ann_file={outputs.ann_file}'
     ]
 
 
-def test_print_config_and_browse_dataset(repo, tiny_demo_data, tmp_path):
-    result = _mmdet_tool(repo, 'misc/print_config.py', DEMO)
+def test_print_config_and_browse_dataset(mmdet_tool, tiny_demo_data, tmp_path):
+    result = mmdet_tool('misc/print_config.py', DEMO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "type='Res2NetBackbone'" in result.stdout
 
     data = f'train_dataloader.dataset.data_root={tiny_demo_data}/'
-    result = _mmdet_tool(repo, 'analysis_tools/browse_dataset.py', DEMO,
-                         '--output-dir', tmp_path / 'browse', '--not-show',
-                         '--show-interval', 0, '--cfg-options', data)
+    result = mmdet_tool('analysis_tools/browse_dataset.py', DEMO,
+                        '--output-dir', tmp_path / 'browse', '--not-show',
+                        '--show-interval', 0, '--cfg-options', data)
     assert result.returncode == 0, result.stderr[-3000:]
     drawn = sorted(p.name for p in (tmp_path / 'browse').iterdir())
     assert drawn == ['000000000001.png', '000000000002.png']
 
 
-def test_eval_metric_gives_test_py_s_ap(repo, demo_outputs):
+def test_eval_metric_gives_test_py_s_ap(mmdet_tool, tested_demo):
     """eval_metric.py re-evaluates the pickle with the config's evaluator:
     the AP that test.py wrote, to the last digit."""
-    result = _mmdet_tool(repo, 'analysis_tools/eval_metric.py', DEMO,
-                         demo_outputs.pickle, '--cfg-options',
-                         *_test_set(demo_outputs))
+    result = mmdet_tool('analysis_tools/eval_metric.py', DEMO,
+                        tested_demo.pickle, '--cfg-options',
+                        *_test_set(tested_demo))
     assert result.returncode == 0, result.stderr[-3000:]
     printed = ast.literal_eval(result.stdout.strip().splitlines()[-1])
-    assert printed == demo_outputs.metrics
+    assert printed == tested_demo.metrics
 
 
-def test_confusion_matrix(repo, demo_outputs, tmp_path):
-    result = _mmdet_tool(repo, 'analysis_tools/confusion_matrix.py', DEMO,
-                         demo_outputs.pickle, tmp_path, '--cfg-options',
-                         *_test_set(demo_outputs))
+def test_confusion_matrix(mmdet_tool, tested_demo, tmp_path):
+    result = mmdet_tool('analysis_tools/confusion_matrix.py', DEMO,
+                        tested_demo.pickle, tmp_path, '--cfg-options',
+                        *_test_set(tested_demo))
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ['confusion_matrix.png']
     # mmdet draws 0.5 x 0.4 inches a class at 180 dpi: the 80 and background.
@@ -113,21 +78,21 @@ def test_confusion_matrix(repo, demo_outputs, tmp_path):
                                                                   81 * 72)
 
 
-def test_analyze_results_draws_the_best_and_worst(repo, demo_outputs,
+def test_analyze_results_draws_the_best_and_worst(mmdet_tool, tested_demo,
                                                   tmp_path):
     """analyze_results.py scores each image alone and draws the top-k and
     bottom-k. It starts 4 processes per image (mmdet's default), so it runs
     on the first 10 predictions and the same 10 images of the test set
     (``indices``)."""
     first = tmp_path / 'first10.pkl'
-    mmengine.dump(mmengine.load(demo_outputs.pickle)[:10], first)
+    mmengine.dump(mmengine.load(tested_demo.pickle)[:10], first)
     show = tmp_path / 'show'
-    result = _mmdet_tool(repo, 'analysis_tools/analyze_results.py', DEMO,
-                         first, show, '--topk', 2, '--cfg-options',
-                         'test_dataloader.dataset.indices=10',
-                         *_test_set(demo_outputs))
+    result = mmdet_tool('analysis_tools/analyze_results.py', DEMO, first, show,
+                        '--topk', 2, '--cfg-options',
+                        'test_dataloader.dataset.indices=10',
+                        *_test_set(tested_demo))
     assert result.returncode == 0, result.stderr[-3000:]
-    coco = json.loads(_val_annotations(demo_outputs).read_text())
+    coco = json.loads(tested_demo.ann_file.read_text())
     first_ten = {
         Path(image['file_name']).stem
         for image in coco['images'][:10]
@@ -141,19 +106,20 @@ def test_analyze_results_draws_the_best_and_worst(repo, demo_outputs,
     assert min(scores['good']) >= max(scores['bad'])
 
 
-def test_coco_error_analysis_on_the_results_json(repo, demo_outputs, tmp_path):
+def test_coco_error_analysis_on_the_results_json(mmdet_tool, tested_demo,
+                                                 tmp_path):
     """coco_error_analysis.py on the results JSON that test.py wrote. It
     draws 4 figures per category of the annotation file (80: 324 figures,
     about 28 s), so it reads the annotations with the three categories that
     the demo data holds."""
-    coco = json.loads(_val_annotations(demo_outputs).read_text())
+    coco = json.loads(tested_demo.ann_file.read_text())
     held = {ann['category_id'] for ann in coco['annotations']}
     coco['categories'] = [c for c in coco['categories'] if c['id'] in held]
     ann = tmp_path / 'instances_val2017.json'
     ann.write_text(json.dumps(coco))
-    result = _mmdet_tool(repo, 'analysis_tools/coco_error_analysis.py',
-                         demo_outputs.results_json, tmp_path / 'out', '--ann',
-                         ann)
+    result = mmdet_tool('analysis_tools/coco_error_analysis.py',
+                        f'{tested_demo.prefix}.bbox.json', tmp_path / 'out',
+                        '--ann', ann)
     assert result.returncode == 0, result.stderr[-3000:]
     names = [c['name'] for c in coco['categories']] + ['allclass']
     assert sorted(p.name for p in (tmp_path / 'out' / 'bbox').iterdir()) == \
@@ -161,7 +127,7 @@ def test_coco_error_analysis_on_the_results_json(repo, demo_outputs, tmp_path):
                for area in ('allarea', 'small', 'medium', 'large'))
 
 
-def test_images2coco_then_test_py_without_ground_truth(repo, call_tool,
+def test_images2coco_then_test_py_without_ground_truth(mmdet_tool, call_tool,
                                                        trained_demo, tmp_path):
     """mmdet's way to test on images without annotations: images2coco.py
     lists them (categories numbered from 0), test.py writes the detections
@@ -172,8 +138,8 @@ def test_images2coco_then_test_py_without_ground_truth(repo, call_tool,
         shutil.copy(path, images)
     classes = tmp_path / 'classes.txt'
     classes.write_text('\n'.join(CocoDataset.METAINFO['classes']) + '\n')
-    result = _mmdet_tool(repo, 'dataset_converters/images2coco.py', images,
-                         classes, 'unlabelled.json')
+    result = mmdet_tool('dataset_converters/images2coco.py', images, classes,
+                        'unlabelled.json')
     assert result.returncode == 0, result.stderr[-3000:]
     ann = tmp_path / 'annotations' / 'unlabelled.json'  # beside images/
     listed = json.loads(ann.read_text())

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 import torch
@@ -106,10 +105,11 @@ def test_amp_on_cpu_is_refused_up_front(call_tool, tiny_demo_data, tmp_path,
 
 
 def test_train_resume_test_round_trip(call_tool, tiny_demo_data, tmp_path,
-                                      quick):
-    """train.py, --resume, test.py and its flags, run in this process: what
-    the tools do is the subject. Resuming in a fresh process, where only the
-    tool itself can have allow-listed mmengine's types (trap 1), is
+                                      quick, monkeypatch):
+    """train.py, a requeued Slurm job's resume, --resume PATH, test.py and
+    its flags, run in this process: what the tools do is the subject.
+    Resuming in a fresh process, where only the tool itself can have
+    allow-listed mmengine's types (trap 1), and with a plain --resume, is
     test_a_killed_run_resumes_exactly's."""
     first = call_tool(
         'train.py', DEMO, '--work-dir', tmp_path,
@@ -121,10 +121,13 @@ def test_train_resume_test_round_trip(call_tool, tiny_demo_data, tmp_path,
     assert first.returncode == 0, first.stderr[-3000:]
     assert (tmp_path / 'iter_2.pth').is_file()
 
-    # Resume (the latest checkpoint) and train two more iterations. Under
-    # torch >= 2.6 this needs the allow-listed mmengine types (trap 1).
+    # Slurm runs a requeued job's command again: it resumes from the work
+    # dir's latest checkpoint and trains two more iterations. Under torch
+    # >= 2.6 this needs the allow-listed mmengine types (trap 1).
+    monkeypatch.setenv('SLURM_JOB_ID', '7')
+    monkeypatch.setenv('SLURM_RESTART_COUNT', '1')
     second = call_tool(
-        'train.py', DEMO, '--work-dir', tmp_path, '--resume',
+        'train.py', DEMO, '--work-dir', tmp_path,
         *quick(
             tiny_demo_data, **{
                 'train_cfg.max_iters': 4,
@@ -135,6 +138,28 @@ def test_train_resume_test_round_trip(call_tool, tiny_demo_data, tmp_path,
     assert re.search(r'resumed epoch: \d+, iter: 2', log), log[-3000:]
     assert 'Saving checkpoint at 4 iterations' in log
     assert (tmp_path / 'iter_4.pth').is_file()
+
+    # A requeued job that saved no checkpoint yet starts afresh: from the
+    # config's load_from, as a weights file (not a run to resume).
+    fresh = call_tool(
+        'train.py', DEMO, '--work-dir', tmp_path / 'fresh',
+        *quick(
+            tiny_demo_data, **{
+                'load_from': tmp_path / 'iter_4.pth',
+                'train_cfg.max_iters': 1,
+                'default_hooks.checkpoint.interval': 1
+            }))
+    log = fresh.stdout + fresh.stderr
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert 'Slurm job 7 was requeued (1 of at most 10): going on from ' \
+        'iteration 0' in log
+    assert 'resumed' not in log
+    assert f'Load checkpoint from {tmp_path / "iter_4.pth"}' in log
+    assert torch.load(
+        tmp_path / 'fresh' / 'iter_1.pth',
+        weights_only=True)['meta']['iter'] == 1
+    monkeypatch.delenv('SLURM_JOB_ID')
+    monkeypatch.delenv('SLURM_RESTART_COUNT')
 
     # An explicit checkpoint path also resumes.
     third = call_tool(
@@ -244,10 +269,10 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
     """SIGKILL between checkpoints, --resume: the weights and the logged
     losses after the resume point are those of the run never stopped; so
     with --resume PATH into another work dir and with another number of
-    loader workers, and so after a SIGTERM, which checkpoints the iteration
-    it ends. While the resume trains, a second train.py on its work dir
-    stops in one line naming it, and the resume ends as the run never
-    stopped, without a word of the killed run's lock.
+    loader workers. While the resume trains, a second train.py on its work
+    dir stops in one line naming it, and the resume ends as the run never
+    stopped, without a word of the killed run's lock. (A SIGTERM's stop and
+    the resume command it prints: the HTC test below.)
 
     Every run is a process of its own, as a user's are: bit-identical
     floats need the same threads and backend settings, which tests run in
@@ -332,8 +357,8 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
     assert not (killed / LOCK_NAME).exists()  # removed at its end
     assert 'resumed epoch: 0, iter: 2' in log
     assert 'this resume is not exact' not in log
-    _same_weights(straight_ckpt := ram_dir / 'straight' / 'iter_5.pth',
-                  killed / 'iter_5.pth')
+    straight_ckpt = ram_dir / 'straight' / 'iter_5.pth'
+    _same_weights(straight_ckpt, killed / 'iter_5.pth')
     after = {i: v for i, v in _losses(ram_dir / 'straight').items() if i > 2}
     assert len(after) == 3
     assert {i: v for i, v in _losses(killed).items() if i > 2} == after
@@ -356,46 +381,20 @@ def test_a_killed_run_resumes_exactly(run_tool, call_tool, repo,
     _same_weights(straight_ckpt, again / 'iter_5.pth')
     assert _losses(again) == after
 
-    # SIGTERM (a preemption; so Ctrl-C and Slurm's warning): the iteration
-    # in progress ends and is checkpointed, between the periodic ones; the
-    # last line says how to resume, and that command ends as the straight
-    # run did.
-    stopped = ram_dir / 'stopped'
-    out = ram_dir / 'stopped.out'
-    _stop_with_sigterm(
-        _start_train(repo, out, DEMO, '--work-dir', stopped, *options),
-        out,
-        'Iter(train)',
-        'a training iteration',
-        wait_until,
-        timeout=300,
-        stop_timeout=120)
-    last = out.read_text().strip().splitlines()[-1]
-    stop = re.fullmatch(
-        r'training stopped by SIGTERM \(preemption, the time limit or a '
-        r'kill\) after iteration (\d): saved (\S+); resume with: (.*)', last)
-    assert stop, last
-    assert stop[2] == str(stopped / f'iter_{stop[1]}.pth')
-    assert (stopped / 'last_checkpoint').read_text() == stop[2]
-    command = shlex.split(stop[3])
-    assert command[:2] == ['python', 'tools/train.py'] and \
-        command[-1] == '--resume'
-    result = run_tool('train.py', *command[2:], env=CPU)
-    assert result.returncode == 0, result.stderr[-3000:]
-    _same_weights(straight_ckpt, stopped / 'iter_5.pth')
-
 
 HTC = 'configs/htc_r2_101_fpn_20e.py'
 
 
 def test_htc_resumes_exactly_with_its_own_loader_settings(
-        run_tool, repo, ram_dir, wait_until):
+        run_tool, call_tool, repo, ram_dir, wait_until):
     """The mission's HTC config with mmdet's COCO loader settings as they
     are (2 workers that persist across epochs, batches of 2 grouped by
     aspect ratio), at demo size: resumed from an epoch's checkpoint (where
     a SIGKILL in the next epoch leaves a run), stopped by SIGTERM mid-epoch
-    and resumed again, it ends with the weights of a run never stopped;
-    test.py evaluates it (boxes and masks).
+    (a preemption; so Ctrl-C and Slurm's warning: the iteration in progress
+    ends and is checkpointed, between the epochs' checkpoints) and resumed
+    by the command its last line prints, it ends with the weights of a run
+    never stopped; test.py evaluates it (boxes and masks).
 
     HTC's only training run in the suite (tests/configs runs the other
     configs one step each)."""
@@ -445,33 +444,30 @@ def test_htc_resumes_exactly_with_its_own_loader_settings(
         wait_until,
         timeout=600,
         stop_timeout=600)
-    assert (stopped / 'last_checkpoint').read_text() == str(stopped /
-                                                            'iter_3.pth')
-
-    result = run_tool(
-        'train.py',
-        HTC,
-        '--work-dir',
-        stopped,
-        '--resume',
-        '--cfg-options',
-        *options,
-        env=CPU)
+    last = out.read_text().strip().splitlines()[-1]
+    stop = re.fullmatch(
+        r'training stopped by SIGTERM \(preemption, the time limit or a '
+        r'kill\) after iteration 3: saved (\S+); resume with: (.*)', last)
+    assert stop, last
+    assert stop[1] == str(stopped / 'iter_3.pth')
+    assert (stopped / 'last_checkpoint').read_text() == stop[1]
+    command = shlex.split(stop[2])
+    # The run's own command, its --resume PATH made a --resume of its work
+    # dir's latest checkpoint.
+    assert command[:5] == [
+        'python', 'tools/train.py', HTC, '--work-dir',
+        str(stopped)
+    ] and command[-1] == '--resume'
+    result = run_tool('train.py', *command[2:], env=CPU)
     assert result.returncode == 0, result.stderr[-3000:]
     log = out.read_text() + result.stdout + result.stderr
     assert 'resuming in epoch 2 after 1 of its 2 iterations' in log
     assert 'this resume is not exact' not in log
     _same_weights(straight / 'epoch_2.pth', stopped / 'epoch_2.pth')
 
-    test = run_tool(
-        'test.py',
-        HTC,
-        stopped / 'epoch_2.pth',
-        '--work-dir',
-        stopped,
-        '--cfg-options',
-        *options,
-        env=CPU)
+    # Testing needs no process of its own: this one.
+    test = call_tool('test.py', HTC, stopped / 'epoch_2.pth', '--work-dir',
+                     stopped, '--cfg-options', *options)
     assert test.returncode == 0, test.stderr[-3000:]
     metrics = json.loads((stopped / 'metrics.json').read_text())['metrics']
     for task in ('bbox', 'segm'):
@@ -747,35 +743,11 @@ def test_demo_learns_above_floor(trained_demo):
     assert float(found[-1]) >= 0.60
 
 
-class TestedDemo(NamedTuple):
-    metrics: dict  # test.py's metrics.json
-    predictions: Path  # test.py's COCO result files' prefix
-
-
-@pytest.fixture(scope='module')
-def tested_demo(call_tool, trained_demo, quick,
-                tmp_path_factory) -> TestedDemo:
-    """test.py on the trained demo checkpoint, its predictions kept."""
-    root, checkpoint = trained_demo.root, trained_demo.checkpoint
-    work_dir = tmp_path_factory.mktemp('tested_demo')
-    prefix = work_dir / 'predictions'
-    result = call_tool(
-        'test.py', DEMO, checkpoint, '--work-dir', work_dir,
-        *quick(root / 'data', **{
-            'test_evaluator.outfile_prefix': prefix,
-        }))
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((work_dir / 'metrics.json').read_text())['metrics']
-    assert metrics['coco/bbox_mAP'] > 0.1  # a meaningful comparison
-    return TestedDemo(metrics, prefix)
-
-
 @pytest.mark.slow
-def test_test_py_ap_equals_pycocotools(trained_demo, tested_demo):
+def test_test_py_ap_equals_pycocotools(tested_demo):
     # pycocotools on the prediction file that test.py wrote, untouched.
-    root = trained_demo.root
-    gt = COCO(str(root / 'data' / 'annotations' / 'instances_val2017.json'))
-    predictions = gt.loadRes(f'{tested_demo.predictions}.bbox.json')
+    gt = COCO(str(tested_demo.ann_file))
+    predictions = gt.loadRes(f'{tested_demo.prefix}.bbox.json')
     evaluator = COCOeval(gt, predictions, 'bbox')
     evaluator.evaluate()
     evaluator.accumulate()
@@ -788,20 +760,22 @@ def test_test_py_ap_equals_pycocotools(trained_demo, tested_demo):
 
 
 @pytest.mark.slow
-def test_test_py_deploy_keeps_the_ap(call_tool, trained_demo, tested_demo,
+def test_test_py_deploy_keeps_the_ap(call_tool, trained_demo, demo_subset,
                                      quick, tmp_path):
     """--deploy tests the deploy form (BN folded, channels-last) through the
-    same loop and metric: the AP of the trained model, to rounding."""
+    same loop and metric: the AP of the trained model, to rounding (on 10
+    of the demo's images)."""
     result = call_tool('test.py', DEMO, trained_demo.checkpoint, '--deploy',
                        '--work-dir', tmp_path,
-                       *quick(trained_demo.root / 'data'))
+                       *quick(trained_demo.root / 'data'),
+                       *demo_subset.options)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(
         r'deploy form: fused \d+ BatchNorm layers into convs \(0 left\); '
         r'kept \d+ mmcv ops in NCHW', result.stdout + result.stderr)
     metrics = json.loads((tmp_path / 'metrics.json').read_text())['metrics']
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
-        assert abs(metrics[key] - tested_demo.metrics[key]) <= 0.002, key
+        assert abs(metrics[key] - demo_subset.metrics[key]) <= 0.002, key
 
 
 def test_quantize_py_writes_a_program_that_test_py_checks(

@@ -43,7 +43,7 @@ _UNDECODABLE = re.compile(r'failed to load image: (\S+)')
 # A file that is gone.
 _MISSING = re.compile(r"No such file or directory: '([^']+)'")
 # torch's data loader when the system killed one of its workers.
-_WORKER_DIED = re.compile(r'DataLoader worker \(pid\(s\)? [^)]*\) '
+_WORKER_DIED = re.compile(r'DataLoader worker \(pid(?:\(s\))? [^)]*\) '
                           r'(exited unexpectedly|is killed by signal)')
 
 

@@ -25,7 +25,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
-from typing import Dict, Mapping, Optional, Sequence, Set
+from typing import Dict, List, Mapping, Optional, Sequence, Set
 
 from ..errors import UserError
 
@@ -282,7 +282,12 @@ def resume_command(argv: Optional[Sequence[str]] = None) -> str:
     with ``--resume`` (that picks the latest checkpoint of the work dir)
     instead of any ``--resume PATH``."""
     argv = sys.argv if argv is None else argv
-    args = list(argv[1:])
+    args: List[str] = []
+    for word in argv[1:]:
+        # argparse takes --name=value as it takes --name value.
+        name, sep, value = word.partition('=')
+        split = sep and name in ('--resume', '--launcher')
+        args += [name, value] if split else [word]
     if '--resume' in args:
         at = args.index('--resume')
         has_path = at + 1 < len(args) and not args[at + 1].startswith('-')

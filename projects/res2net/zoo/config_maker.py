@@ -22,11 +22,12 @@ Where ``configs/_base_/res2net_backbones.py`` defines the variant's backbone
 from it, ``dict(_base_.<variant>, _delete_=True, <kept settings>)``, instead
 of spelling the network out.
 """
+import contextlib
 import os
 import os.path as osp
 import tempfile
 import textwrap
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from mmengine.config import Config
 from yapf.yapflib.yapf_api import FormatCode
@@ -338,9 +339,14 @@ def load_base(base: str) -> Config:
             return Config.fromstring(f'_base_ = {base!r}\n', '.py')
         return Config.fromfile(base)
     except Exception as err:  # a missing mmdet config, a syntax error
-        first = (str(err).strip().splitlines() or [''])[0]
-        raise UserError(f'cannot read base config {base}: '
-                        f'{type(err).__name__}: {first}') from err
+        raise UserError(
+            f'cannot read base config {base}: {_error_line(err)}') from err
+
+
+def _error_line(err: BaseException) -> str:
+    """``Type: first line`` of an exception, for a one-line message."""
+    first = (str(err).strip().splitlines() or [''])[0]
+    return f'{type(err).__name__}: {first}'
 
 
 class _Source(str):
@@ -460,31 +466,67 @@ def make_config(base: str,
     """Write the Res2Net version of ``base`` as a leaf config.
 
     The config is written next to its destination first, read back and its
-    model built (no weights are read); only then is it moved into place,
-    so that a config that does not build is never left behind.
+    model built (no weights are read); only then is it written in place,
+    so that a config that does not build is never left behind, nor a
+    folder made for it.
 
     Raises:
         NothingToDo: The base's backbone already is a Res2Net.
         UserError: The base cannot be read, or its backbone cannot be
-            replaced (the line says why), or the result does not build.
+            replaced (the line says why), or the result cannot be read
+            back or does not build.
     """
     check_variant(variant)
     cfg = load_base(base)
     swap = plan_swap(cfg, variant)
     out = out or default_out(base, variant)
     out_dir = osp.dirname(osp.abspath(out))
+    new_folders = _missing_folders(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    text = config_text(base, variant, swap, out_dir=out_dir)
-    fd, tmp = tempfile.mkstemp(
-        prefix='.res2net_config.', suffix='.py', dir=out_dir)
     try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-        check_builds(Config.fromfile(tmp), swap)
-    finally:
-        os.unlink(tmp)
-    write_text(out, text)
+        text = config_text(base, variant, swap, out_dir=out_dir)
+        # Read back where it will be: its bases are relative to that folder.
+        fd, tmp = tempfile.mkstemp(
+            prefix='.res2net_config.', suffix='.py', dir=out_dir)
+        try:
+            with os.fdopen(fd, 'w', encoding='utf-8') as f:
+                f.write(text)
+            check_builds(_read_back(tmp, base), swap)
+        finally:
+            os.unlink(tmp)
+        write_text(out, text)
+    except BaseException:
+        # The folders made for this config go too: nothing is left.
+        for folder in new_folders:
+            with contextlib.suppress(OSError):  # not empty: not only ours
+                os.rmdir(folder)
+        raise
     return MadeConfig(out, swap, text)
+
+
+def _missing_folders(folder: str) -> List[str]:
+    """The folders that ``os.makedirs(folder)`` would make, deepest
+    first."""
+    missing = []
+    while not osp.isdir(folder) and osp.dirname(folder) != folder:
+        missing.append(folder)
+        folder = osp.dirname(folder)
+    return missing
+
+
+def _read_back(path: str, base: str) -> Config:
+    """The written config as mmengine reads it.
+
+    Raises:
+        UserError: mmengine cannot read it, e.g. because a plain config
+            cannot inherit ``base`` (a lazy-import one: mmengine's line
+            says so).
+    """
+    try:
+        return Config.fromfile(path)
+    except Exception as err:
+        raise UserError(f'the Res2Net config on {base} cannot be read back: '
+                        f'{_error_line(err)}') from err
 
 
 def check_builds(cfg: Config, swap: Swap) -> None:
@@ -506,6 +548,5 @@ def check_builds(cfg: Config, swap: Swap) -> None:
     try:
         MODELS.build(cfg.model)
     except Exception as err:
-        first = (str(err).strip().splitlines() or [''])[0]
-        raise UserError(f'the Res2Net config does not build: '
-                        f'{type(err).__name__}: {first}') from err
+        raise UserError(
+            f'the Res2Net config does not build: {_error_line(err)}') from err

@@ -91,13 +91,22 @@ def _runner(iteration: int, last_ckpt=None) -> SimpleNamespace:
 
 
 def test_a_finite_loss_goes_on():
-    FiniteLossHook().after_train_iter(
-        _runner(4),
-        0,
-        outputs=dict(
-            loss=torch.tensor(1.5, requires_grad=True),
-            acc=torch.tensor(50.),
-            loss_list=torch.zeros(3)))
+    """Finite terms, however large, and values that are not one number
+    (a count, a per-level list) let the run go on; the same step with one
+    term made NaN stops it: the hook did read these outputs."""
+    hook, runner = FiniteLossHook(), _runner(4)
+    outputs = dict(
+        loss=torch.tensor(1.5, requires_grad=True),
+        loss_rpn_cls=torch.tensor(3e38),
+        acc=torch.tensor(50.),
+        num_gts=12,
+        loss_list=torch.zeros(3))
+    assert hook.after_train_iter(runner, 0, outputs=outputs) is None
+    assert hook.after_train_iter(runner, 0) is None  # a step without any
+    assert runner.iter == 4  # the run's position is left as it was
+    outputs['loss_rpn_cls'] = torch.tensor(float('nan'))
+    with pytest.raises(NonFiniteLoss, match='loss_rpn_cls=nan'):
+        hook.after_train_iter(runner, 0, outputs=outputs)
 
 
 def test_a_non_finite_loss_names_iteration_term_and_checkpoint():
@@ -208,9 +217,23 @@ def test_a_checkpoint_just_saved_is_not_saved_again(tmp_path):
 
 
 def test_outside_training_validation_is_left_alone(tmp_path):
+    """A validation or test run (the hook's signals never installed) is not
+    stopped by a signal, and nothing is saved; the same call inside
+    training stops."""
     hook = SignalCheckpointHook()
+    runner = _SavingRunner(tmp_path, EpochBasedTrainLoop, epoch=1, iteration=4)
     hook.signals.received = signal.SIGTERM  # not installed: not training
-    hook.after_val_iter(_SavingRunner(tmp_path), 0)
+    assert hook.after_val_iter(runner, 0) is None
+    assert runner.saved == [] and list(tmp_path.iterdir()) == []
+    assert not hook.signals.installed
+    hook.before_train(runner)
+    try:
+        hook.signals.received = signal.SIGTERM
+        with pytest.raises(TrainingStopped):
+            hook.after_val_iter(runner, 0)
+    finally:
+        hook.signals.restore()
+    assert [name for name, _, _ in runner.saved] == ['epoch_1.pth']
 
 
 @pytest.mark.parametrize('value', [-1, 1.5, '3'])

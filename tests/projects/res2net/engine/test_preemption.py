@@ -1,14 +1,18 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/engine/preemption.py: signals recorded, the requeue
-decision, the final line and exit status of a stopped run.
+decision, the final line and exit status of a stopped run; Slurm's
+scontrol is a fake on PATH here.
 
 The stop itself is tested in test_hooks.py (in-process), through
-tools/train.py in tests/tools/test_train_test.py, and requeued by a real
-Slurm time limit in tests/tools/misc/test_zoo_slurm.py.
+tools/train.py in tests/tools/test_train_test.py, on every rank in
+tests/tools/test_dist_launchers.py, and requeued by a real Slurm time limit
+in tests/tools/test_slurm_launchers.py; a cancelled job is not requeued in
+tests/tools/misc/test_zoo_slurm.py.
 """
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -98,18 +102,56 @@ def test_a_second_ctrl_c_stops_at_once(capsys):
         signals.restore()
 
 
+STOPS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
+
+
+def _in_child(signals: StopSignals, *, unblock: bool) -> int:
+    """Fork a process that sends itself every stop signal, a second Ctrl-C
+    too, as Slurm signals a job's data loader workers; its exit status: 0
+    if it went on with nothing received, 1 if it took a stop, 2 if it was
+    interrupted, 3 if the signals did not reach its handler (with
+    ``unblock``) or did (without: still pending is what the block means)."""
+    child = os.fork()
+    if child == 0:
+        status = 2
+        try:
+            if unblock:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
+            for signum in (signal.SIGINT, signal.SIGINT, signal.SIGUSR1,
+                           signal.SIGTERM):
+                os.kill(os.getpid(), signum)
+            time.sleep(0.05)
+            pending = STOPS <= signal.sigpending()
+            status = 1 if signals.received is not None else \
+                3 if pending is unblock else 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
 def test_forked_workers_ignore_the_signals():
+    # A worker forked by the main thread inherits its block: the signals
+    # wait, pending, and the worker goes on.
     signals = StopSignals()
     signals.install()
     try:
-        child = os.fork()
-        if child == 0:  # a data loader worker, as Slurm signals it
-            for signum in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
-                os.kill(os.getpid(), signum)
-            time.sleep(0.1)
-            os._exit(0 if signals.received is None else 1)
-        _, status = os.waitpid(child, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert _in_child(signals, unblock=False) == 0
+        assert signals.received is None
+    finally:
+        signals.restore()
+
+
+def test_a_forked_process_that_takes_the_signals_is_not_the_run():
+    # One forked by a thread that does not block them (started before
+    # install()), or that unblocks them, runs the handler it inherited: it
+    # must neither take the run's stop (its line, a checkpoint it cannot
+    # save) nor be interrupted by a second Ctrl-C; the run's own process
+    # stops it.
+    signals = StopSignals()
+    signals.install()
+    try:
+        assert _in_child(signals, unblock=True) == 0
         assert signals.received is None
     finally:
         signals.restore()
@@ -161,6 +203,13 @@ def test_the_resume_command_is_the_tool_s_own():
     assert resume_command(['tools/train.py', 'cfg.py', '--launcher',
                            'slurm']) == \
         'the same launch command with --resume added'
+    # --launcher none is a plain run; argparse's --name=value forms too.
+    assert resume_command(['tools/train.py', 'cfg.py', '--launcher', 'none'])\
+        == 'python tools/train.py cfg.py --launcher none --resume'
+    assert resume_command(['tools/train.py', 'cfg.py', '--launcher=pytorch'])\
+        == 'the same launch command with --resume added'
+    assert resume_command(['tools/train.py', 'cfg.py', '--resume=w/i.pth']) \
+        == 'python tools/train.py cfg.py --resume'
 
 
 def test_off_the_cluster_the_stop_says_how_to_resume(capsys, monkeypatch):
@@ -182,3 +231,60 @@ def test_a_requeued_job_resumes():
     assert restart_count(dict(SLURM_JOB_ID='7')) == 0
     assert restart_count(dict(SLURM_RESTART_COUNT='1')) == 0
     assert SlurmJob.current({}) is None
+
+
+def _fake_scontrol(bin_dir: Path, *, requeue_status: int,
+                   requeue_error: str) -> Path:
+    """An ``scontrol`` that shows job 7 running as a requeueable batch job
+    (``-o show job``: one line of fields, a free-text one among them) and
+    answers ``requeue`` with ``requeue_status`` and ``requeue_error`` on
+    stderr; the file its calls are logged in."""
+    calls = bin_dir / 'calls'
+    bin_dir.mkdir()
+    shown = ('JobId=7 JobName=r2 UserId=u(1) JobState=RUNNING Reason=None '
+             'Requeue=1 Restarts=1 BatchFlag=1 Comment=was JobState=PENDING')
+    scontrol = bin_dir / 'scontrol'
+    scontrol.write_text(f"""#!/bin/sh
+echo "$*" >> '{calls}'
+if [ "$1 $2 $3 $4" = "-o show job 7" ]; then
+    echo '{shown}'
+    exit 0
+fi
+if [ "$1 $2" = "requeue 7" ]; then
+    printf '%s' '{requeue_error}' >&2
+    exit {requeue_status}
+fi
+exit 1
+""")
+    scontrol.chmod(0o755)
+    return calls
+
+
+@pytest.mark.parametrize('status, error, line', [
+    (0, '', None),
+    (1, 'slurm_requeue error: one\nRequested operation is presently '
+     'disabled\n', 'scontrol requeue 7 failed: Requested operation is '
+     'presently disabled'),
+    (1, '', 'scontrol requeue 7 failed: no message'),
+])
+def test_a_slurm_job_requeues_itself_or_says_why_not(capsys, monkeypatch,
+                                                     tmp_path, status, error,
+                                                     line):
+    calls = _fake_scontrol(
+        tmp_path / 'bin', requeue_status=status, requeue_error=error)
+    monkeypatch.setenv('PATH', f'{tmp_path}/bin:{os.environ["PATH"]}')
+    monkeypatch.setattr('sys.argv', ['tools/train.py', 'cfg.py'])
+    requeued = dict(SLURM_JOB_ID='7', SLURM_RESTART_COUNT='1')
+    stopped = ("training stopped by SIGUSR1 (Slurm's warning before the "
+               'time limit) after iteration 6: saved work/iter_6.pth; ')
+    said = [
+        f'{stopped}requeuing Slurm job 7 (requeue 2 of at most 3): it '
+        'resumes from work/iter_6.pth'
+    ]
+    if line is not None:
+        said.append(f'{stopped}not requeued: {line}; resume with python '
+                    'tools/train.py cfg.py --resume')
+    assert conclude(_stop(), environ=requeued) == \
+        (0 if line is None else 128 + signal.SIGUSR1)
+    assert capsys.readouterr().err.splitlines() == said
+    assert calls.read_text().splitlines() == ['-o show job 7', 'requeue 7']

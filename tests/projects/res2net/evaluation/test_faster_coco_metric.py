@@ -4,17 +4,16 @@ stats: box AP from the trained demo detector's predictions (a config that
 names the metric, run by test.py), mask AP from masks made from the demo's
 ground truth; and without faster-coco-eval it is CocoMetric, after one log
 line."""
-import json
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
-import pytest
 import torch
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import METRICS
+from mmengine.config import Config
 from mmengine.fileio import load
 from mmengine.logging import MMLogger
 from pycocotools import mask as mask_utils
@@ -28,30 +27,6 @@ from projects.res2net.evaluation.faster_coco_metric import (STAT_NAMES,
 
 DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 CLASSES = CocoDataset.METAINFO['classes']
-
-
-class Predictions(NamedTuple):
-    ann_file: Path  # the images' ground truth
-    samples: List[dict]  # test.py --out: the detector's predictions
-    metrics: Dict[str, float]  # test.py's metrics.json
-
-
-@pytest.fixture(scope='module')
-def predictions(trained_demo, call_tool, quick,
-                tmp_path_factory) -> Predictions:
-    """test.py with the config's evaluator swapped for FasterCocoMetric, on
-    the demo's validation images: its predictions and metrics."""
-    root = tmp_path_factory.mktemp('faster_coco_metric')
-    data = trained_demo.root / 'data'
-    result = call_tool(
-        'test.py', DEMO, trained_demo.checkpoint, '--work-dir', root / 'run',
-        '--out', root / 'predictions.pkl',
-        *quick(data, **{'test_evaluator.type': 'FasterCocoMetric'}))
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    return Predictions(
-        data / 'annotations' / 'instances_val2017.json',
-        load(root / 'predictions.pkl'),
-        json.loads((root / 'run' / 'metrics.json').read_text())['metrics'])
 
 
 def _evaluate(metric: CocoMetric, samples: List[dict]) -> Dict[str, float]:
@@ -116,23 +91,26 @@ def _metric(kind: type,
         outfile_prefix=str(prefix))
 
 
-def test_box_ap_of_the_demo_detector(predictions, tmp_path):
+def test_box_ap_of_the_demo_detector(tested_demo, tmp_path):
+    samples = load(tested_demo.pickle)
     ours = _evaluate(
-        _metric(FasterCocoMetric, predictions.ann_file, tmp_path / 'faster',
-                ['bbox']), predictions.samples)
+        _metric(FasterCocoMetric, tested_demo.ann_file, tmp_path / 'faster',
+                ['bbox']), samples)
     theirs = _evaluate(
-        _metric(CocoMetric, predictions.ann_file, tmp_path / 'coco', ['bbox']),
-        predictions.samples)
+        _metric(CocoMetric, tested_demo.ann_file, tmp_path / 'coco', ['bbox']),
+        samples)
     _assert_same(ours, theirs)
     assert len(ours) == 12 + 80  # the stats, each class's AP
-    # test.py ran the config with the metric by name: the same AP.
+    # test.py ran the demo config, whose evaluator is FasterCocoMetric: the
+    # same AP.
+    assert Config.fromfile(DEMO).test_evaluator.type == 'FasterCocoMetric'
     for item in STAT_NAMES[:6]:
-        assert predictions.metrics[f'coco/bbox_{item}'] == \
+        assert tested_demo.metrics[f'coco/bbox_{item}'] == \
             theirs[f'bbox_{item}']
     assert theirs['bbox_mAP'] > 0.5  # a trained detector's boxes
-    faster = _faster_stats(predictions.ann_file, tmp_path / 'faster.bbox.json',
+    faster = _faster_stats(tested_demo.ann_file, tmp_path / 'faster.bbox.json',
                            'bbox')
-    reference = _pycocotools(predictions.ann_file, tmp_path / 'coco.bbox.json',
+    reference = _pycocotools(tested_demo.ann_file, tmp_path / 'coco.bbox.json',
                              'bbox').stats
     np.testing.assert_allclose(faster, reference, rtol=0, atol=1e-4)
 

@@ -13,6 +13,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from projects.res2net.models.convert import (fill_unused_dla_keys,
                                              from_backbone, to_backbone)
@@ -308,8 +309,16 @@ def test_timm_checkpoints_lack_only_the_unused_projections():
     filled, keys = fill_unused_dla_keys(timm_state, model)
     assert sorted(keys) == sorted(unused)
     model.load_state_dict(filled, strict=True)
-    assert not any(p.requires_grad
-                   for k, p in model.named_parameters() if f'{k}' in unused)
+    # Every unused key is a parameter or a buffer of the model (a check
+    # over no parameters would pass whatever they are), and only those
+    # parameters are left out of training.
+    params = dict(model.named_parameters())
+    frozen = {k for k in unused if k in params}
+    assert len(frozen) == 9  # 3 projections: conv weight, BN weight, bias
+    buffers = {k for k, _ in model.named_buffers() if k in unused}
+    assert frozen | buffers == set(unused)
+    assert [k for k, p in params.items()
+            if p.requires_grad == (k in frozen)] == []
 
 
 def test_outputs_strides_and_defaults():
@@ -348,29 +357,78 @@ def test_frozen_stages_and_norm_eval():
 
 
 def test_with_cp_gives_the_same_outputs_and_gradients():
+    """Checkpointed blocks recompute their activations in the backward
+    pass: every output, the input's gradient and every parameter's
+    gradient are those of the plain network (BN in training mode)."""
     torch.manual_seed(0)
     plain = Res2NetDLA(norm_eval=False)
     ckpt = Res2NetDLA(norm_eval=False, with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.rand(2, 3, 32, 32)
-    grads = []
+    outs, grads = [], []
     for model in (plain, ckpt):
         model.train()
-        outs = model(x)
-        sum(o.sum() for o in outs).backward()
-        grads.append(model.level4.tree1.tree1.tree1.convs[0].weight.grad)
-    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+        inputs = x.clone().requires_grad_()
+        outputs = model(inputs)
+        # A weight per element: a wrong activation anywhere shows in the
+        # gradients, not only in their sums.
+        weights = torch.Generator().manual_seed(1)
+        sum((o * torch.randn(o.shape, generator=weights)).sum()
+            for o in outputs).backward()
+        outs.append(outputs)
+        grads.append({
+            k: p.grad
+            for k, p in model.named_parameters() if p.requires_grad
+        })
+        grads[-1]['input'] = inputs.grad
+    assert len(outs[0]) == len(outs[1]) == 4
+    for a, b in zip(*outs):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    assert all(g is not None for g in grads[0].values())
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(
+            grads[1][key], grad, rtol=1e-4, atol=1e-5, msg=key)
 
 
-@pytest.mark.parametrize('norm_cfg', [
-    dict(type='GN', num_groups=4),
-    dict(type='SyncBN'),
-])
-def test_other_norms_build(norm_cfg):
-    model = Res2NetDLA(norm_cfg=norm_cfg, out_indices=(5, ))
-    if norm_cfg['type'] == 'GN':
-        with torch.no_grad():
-            assert model(torch.rand(1, 3, 32, 32))[0].shape == (1, 1024, 1, 1)
+def _norms(model: nn.Module) -> list:
+    return [
+        m for m in model.modules() if isinstance(m, (_BatchNorm, nn.GroupNorm))
+    ]
+
+
+@pytest.mark.parametrize('cls', [DLA, Res2NetDLA])
+def test_syncbn_is_every_norm(cls):
+    model = cls(norm_cfg=dict(type='SyncBN'))
+    norms = _norms(model)
+    assert len(norms) > 50
+    assert all(isinstance(m, nn.SyncBatchNorm) for m in norms)
+
+
+def test_gn_groups_adapt_over_the_splits_only():
+    """GN with 16 groups (the most that DLA-60's 16-channel base layer
+    takes): every norm is a GroupNorm; those over a Res2Net block's splits
+    take the largest count that divides their channels, as in the Res2Net
+    backbone, all others keep 16."""
+    model = Res2NetDLA(
+        norm_cfg=dict(type='GN', num_groups=16), out_indices=(5, ))
+    norms = _norms(model)
+    assert len(norms) > 50 and all(type(m) is nn.GroupNorm for m in norms)
+    block = model.level2.tree1
+    assert [n.num_groups for n in block.bns] == [4, 4, 4]  # 28 channels
+    assert block.norm1.num_groups == 16  # 112 = 4 splits
+    assert block.norm3.num_groups == 16  # 128
+    level3 = model.level3.tree1.tree1
+    assert [n.num_groups for n in level3.bns] == [8, 8, 8]  # 56 channels
+    assert model.level4.tree1.tree1.tree1.bns[0].num_groups == 16  # 112
+    split = {id(n) for m in model.modules() for n in getattr(m, 'bns', ())}
+    assert {n.num_groups for n in norms if id(n) not in split} == {16}
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 32, 32))[0].shape == (1, 1024, 1, 1)
+    plain = DLA(norm_cfg=dict(type='GN', num_groups=16))
+    norms = _norms(plain)
+    assert len(norms) > 50 and all(type(m) is nn.GroupNorm for m in norms)
+    assert {n.num_groups for n in norms} == {16}
 
 
 @pytest.mark.parametrize('kwargs, names', [
@@ -389,6 +447,21 @@ def test_bad_arguments_name_themselves_in_one_line(kwargs, names):
     assert '\n' not in message
     for name in names:
         assert name in message
+
+
+@pytest.mark.parametrize('num_groups', [32, 3, None])
+def test_plain_dla_gn_groups_must_divide_every_norm(num_groups):
+    """The plain DLA's norms inside the blocks (64 .. 512 bottleneck
+    channels) are checked with the levels' own."""
+    norm_cfg = dict(type='GN')
+    if num_groups is not None:
+        norm_cfg['num_groups'] = num_groups
+    with pytest.raises(ValueError) as info:
+        DLA(norm_cfg=norm_cfg)
+    assert str(info.value) == (
+        f'norm_cfg GN num_groups={num_groups!r} must divide every norm '
+        "layer's channels, but not 16; pick a divisor of all of "
+        '[16, 32, 64, 128, 256, 512, 1024]')
 
 
 def test_pretrained_from_a_local_file(tmp_path):

@@ -1,6 +1,7 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/zoo/config_maker.py: which backbone settings a Res2Net
-keeps, on bases of different shapes; refusals; the written config.
+keeps, on bases of different shapes; refusals; the written config, and
+nothing left where it does not read back or build.
 
 The tool, and a made config trained for a step, are tested in
 tests/tools/misc/test_res2net_config.py."""
@@ -9,6 +10,7 @@ from mmengine.config import Config
 
 from projects.res2net.errors import UserError
 from projects.res2net.models.variants import RESNET_VARIANTS, variant_kwargs
+from projects.res2net.zoo import config_maker
 from projects.res2net.zoo.config_maker import (BACKBONES_BASE,
                                                PYTORCH_NORMALISATION,
                                                NothingToDo, base_backbone,
@@ -18,10 +20,18 @@ from projects.res2net.zoo.config_maker import (BACKBONES_BASE,
                                                swap_backbone, variant_backbone)
 
 V101, V50 = 'res2net101_v1b_26w_4s', 'res2net50_v1b_26w_4s'
+RETINANET = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
 
 def swap_of(base: str, variant: str = V101):
     return plan_swap(load_base(base), variant)
+
+
+def base_file(folder, text: str, name: str = 'base.py') -> str:
+    """A base config of a few lines, written into ``folder``."""
+    path = folder / name
+    path.write_text(text)
+    return str(path)
 
 
 def test_an_fpn_detector_keeps_its_resnet_settings():
@@ -195,6 +205,10 @@ def test_default_out_replaces_the_resnet_token(repo):
                        V50) == str(
                            repo / 'configs' /
                            'fcos_res2net50-v1b-26w-4s_fpn_gn-head_1x_coco.py')
+    # A name without a ResNet token gets the variant appended.
+    assert default_out('/mine/my_detector.py',
+                       V50) == str(repo / 'configs' /
+                                   'my_detector_res2net50-v1b-26w-4s.py')
 
 
 def test_a_missing_base_is_one_line(tmp_path):
@@ -202,6 +216,95 @@ def test_a_missing_base_is_one_line(tmp_path):
         load_base(str(tmp_path / 'nope.py'))
     with pytest.raises(UserError, match='cannot read base config mmdet::x/'):
         load_base('mmdet::x/y.py')
+    broken = base_file(tmp_path, 'model = dict(\n')
+    with pytest.raises(UserError) as info:
+        load_base(broken)
+    message = str(info.value)
+    assert message.startswith(
+        f'cannot read base config {broken}: SyntaxError: ')
+    assert '\n' not in message
+
+
+@pytest.mark.parametrize(
+    'text, message', [
+        ('train_cfg = dict(max_epochs=1)\n',
+         'the base has no model to put a Res2Net in'),
+        ("model = dict(type='DETR', neck=dict(type='ChannelMapper'))\n",
+         'the base has no model.backbone: there is no one ResNet backbone to '
+         'replace'),
+        ("r50 = dict(type='ResNet', depth=50)\n"
+         'model = dict(student=dict(backbone=r50),\n'
+         '             teacher=dict(backbone=r50))\n',
+         'the base has backbones at model.student.backbone, '
+         'model.teacher.backbone: there is no one ResNet backbone to replace'),
+    ],
+    ids=['no model', 'no backbone', 'two backbones'])
+def test_a_base_without_one_backbone_is_one_line(tmp_path, text, message):
+    with pytest.raises(UserError) as info:
+        plan_swap(load_base(base_file(tmp_path, text)), V101)
+    assert str(info.value) == message
+
+
+def test_a_swap_that_does_not_build_is_one_line_and_leaves_nothing(tmp_path):
+    """GroupNorm of 64 groups fits every ResNet-50 layer, not the 32
+    channels of the Res2Net's deep stem: the written config does not build,
+    and neither it, nor its temporary file, nor its new folder is left."""
+    base = base_file(
+        tmp_path, f'_base_ = {RETINANET!r}\n'
+        "model = dict(backbone=dict(norm_cfg=dict(type='GN', num_groups=64)))"
+        '\n')
+    configs = tmp_path / 'configs'
+    configs.mkdir()
+    with pytest.raises(UserError) as info:
+        make_config(base, V50, str(configs / 'new' / 'made.py'))
+    assert str(info.value) == (
+        'the Res2Net config does not build: ConfigValueError: norm_cfg GN '
+        'num_groups=64 must divide the channels of the stem and of each '
+        "stage's output, but not 32; pick a divisor of all of [32, 64, 256, "
+        '512, 1024, 2048]')
+    assert list(configs.iterdir()) == []
+
+
+def test_a_written_config_that_is_not_the_swap_is_not_left(
+        tmp_path, monkeypatch):
+    """The written config is read back and its backbone compared with the
+    swap before anything is built: a writer that got it wrong (here: the
+    depth) stops with one line and leaves nothing."""
+    written = config_maker.config_text
+
+    def wrong_depth(*args, **kwargs) -> str:
+        text = written(*args, **kwargs)
+        assert 'depth=50' in text
+        return text.replace('depth=50', 'depth=101')
+
+    monkeypatch.setattr(config_maker, 'config_text', wrong_depth)
+    with pytest.raises(RuntimeError) as info:
+        make_config(RETINANET, V50, str(tmp_path / 'made.py'))
+    message = str(info.value)
+    assert message.startswith("the written config's backbone is {'type': "
+                              "'Res2NetBackbone', 'depth': 101,")
+    assert "not {'type': 'Res2NetBackbone', 'depth': 50," in message
+    assert '\n' not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_base_a_plain_config_cannot_inherit_is_one_line(tmp_path):
+    """A lazy-import (new-style) base loads, but mmengine lets no plain
+    config inherit it: reading the written config back says so, in one
+    line, and nothing is left."""
+    base = base_file(
+        tmp_path, 'from mmdet.models import RetinaNet\n'
+        "model = dict(type=RetinaNet, backbone=dict(type='ResNet', depth=50))"
+        '\n')
+    out = tmp_path / 'new' / 'made.py'
+    with pytest.raises(UserError) as info:
+        make_config(base, V50, str(out))
+    message = str(info.value)
+    assert message.startswith(f'the Res2Net config on {base} cannot be read '
+                              'back: RuntimeError: The configuration file '
+                              'type in the inheritance chain must match')
+    assert 'lazy_import' in message and '\n' not in message
+    assert [p.name for p in tmp_path.iterdir()] == ['base.py']
 
 
 def test_the_backbone_base_defines_variants_as_the_variants_table():

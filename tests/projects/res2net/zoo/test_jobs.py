@@ -1,10 +1,13 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """projects/res2net/zoo/jobs.py: job records, submitting, following.
 
-Slurm's commands are replaced here where a test needs them; the jobs
-themselves run in tests/tools/misc/test_zoo_slurm.py, on a cluster.
+Slurm's commands are replaced here where a test needs them (``scontrol``
+by a script that prints what it prints, so that its output is parsed as a
+cluster's would be); the jobs themselves run in
+tests/tools/misc/test_zoo_slurm.py, on a cluster.
 """
 import json
+import os
 
 import pytest
 
@@ -16,6 +19,66 @@ from projects.res2net.zoo.slurm import JobState
 
 FASTER = 'faster_rcnn_r2_101_fpn_2x'
 MASK = 'mask_rcnn_r2_101_fpn_2x'
+
+# ``scontrol -o show job 7`` of a zoo job, as Slurm 22.05 prints it (one
+# line); JobState, Reason, Restarts and RunTime are filled in.
+SHOW_JOB = (
+    'JobId=7 JobName=zoo_job.sh UserId=me(1000) GroupId=me(1000) '
+    'MCS_label=N/A Priority=4294901759 Nice=0 Account=(null) QOS=(null) '
+    'JobState={state} Reason={reason} Dependency=(null) Requeue=1 '
+    'Restarts={restarts} BatchFlag=1 Reboot=0 ExitCode=0:0 '
+    'RunTime={elapsed} TimeLimit=UNLIMITED TimeMin=N/A '
+    'SubmitTime=2024-05-02T10:00:00 EligibleTime=2024-05-02T10:02:01 '
+    'AccrueTime=Unknown StartTime=2024-05-02T10:02:01 EndTime=Unknown '
+    'Deadline=N/A SuspendTime=None SecsPreSuspend=0 '
+    'LastSchedEval=2024-05-02T10:00:10 Scheduler=Main Partition=cpu '
+    'AllocNode:Sid=login:4242 ReqNodeList=(null) ExcNodeList=(null) '
+    'NodeList=node1 BatchHost=node1 NumNodes=1 NumCPUs=2 NumTasks=2 '
+    'CPUs/Task=1 ReqB:S:C:T=0:0:*:* TRES=cpu=2,node=1,billing=2 '
+    'Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 '
+    'MinMemoryNode=0 MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 '
+    'OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) '
+    'Command=/zoo/{name}/zoo_job.sh WorkDir=/zoo '
+    'StdErr=/zoo/{name}/slurm-7.log StdIn=/dev/null '
+    'StdOut=/zoo/{name}/slurm-7.log Power=')
+# What scontrol says of a job it does not know (any more), with exit 1.
+UNKNOWN_JOB = 'slurm_load_jobs error: Invalid job id specified'
+
+
+@pytest.fixture
+def scontrol(tmp_path, monkeypatch):
+    """A fake ``scontrol`` first on PATH: ``scontrol -o show job ID`` prints
+    what ``show(ID, state=..., ...)`` last set for the job, in Slurm's
+    format, or fails as scontrol does for a job it does not know."""
+    folder = tmp_path / 'fake_slurm'
+    folder.mkdir()
+    script = folder / 'scontrol'
+    script.write_text(
+        '#!/bin/sh\n'
+        'job="$(dirname "$0")/job-$4"\n'
+        'if [ "$1 $2 $3" = "-o show job" ] && [ -f "$job" ]; then\n'
+        '    exec cat "$job"\n'
+        'fi\n'
+        f'echo "{UNKNOWN_JOB}" >&2\n'
+        'exit 1\n')
+    script.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{folder}{os.pathsep}{os.environ["PATH"]}')
+
+    def show(job_id: str,
+             *,
+             state: str,
+             elapsed: str,
+             reason: str = 'None',
+             restarts: int = 0) -> None:
+        (folder / f'job-{job_id}').write_text(
+            SHOW_JOB.format(
+                state=state,
+                reason=reason,
+                restarts=restarts,
+                elapsed=elapsed,
+                name=FASTER) + '\n')
+
+    return show
 
 
 def _job(root, name=FASTER, job_id='7'):
@@ -83,10 +146,9 @@ def test_jobs_come_in_the_order_of_the_zoo_table(tmp_path):
             ] == [FASTER, MASK, 'a_mine', 'b_mine']
 
 
-def test_a_job_slurm_forgot_is_told_by_its_work_dir(tmp_path, monkeypatch,
+def test_a_job_slurm_forgot_is_told_by_its_work_dir(tmp_path, scontrol,
                                                     capsys):
-    monkeypatch.setattr(jobs, 'job_state', lambda job_id: None)
-    job = _job(tmp_path)
+    job = _job(tmp_path)  # scontrol does not know job 7
     assert jobs.look(job) == ('GONE', '', '')
     with pytest.raises(UserError) as err:
         jobs.report([job])
@@ -100,32 +162,36 @@ def test_a_job_slurm_forgot_is_told_by_its_work_dir(tmp_path, monkeypatch,
         f'(no log at {job["log"]}: the job did not start)\n')
 
 
-def test_a_running_job_shows_its_step(tmp_path, monkeypatch):
+def test_a_running_job_shows_its_step(tmp_path, scontrol):
     job = _job(tmp_path)
     (tmp_path / FASTER).mkdir()
     (tmp_path / FASTER /
      'slurm-7.log').write_text('==> [2/3] test.py Mon\nloading\n')
-    states = {'7': JobState('RUNNING', '0:01:02')}
-    monkeypatch.setattr(jobs, 'job_state', states.get)
-    assert jobs.look(job) == ('RUNNING', '0:01:02', 'test.py (2/3)')
-    states['7'] = JobState('PENDING', '0:00:00', 'Priority')
-    assert jobs.look(job) == ('PENDING', '0:00:00', '(Priority)')
-    assert jobs.active(job) == states['7']
-    states['7'] = JobState('FAILED', '0:00:05')
+    scontrol('7', state='RUNNING', elapsed='00:01:02')
+    assert jobs.look(job) == ('RUNNING', '00:01:02', 'test.py (2/3)')
+    scontrol('7', state='PENDING', elapsed='00:00:00', reason='Priority')
+    assert jobs.look(job) == ('PENDING', '00:00:00', '(Priority)')
+    assert jobs.active(job) == JobState('PENDING', '00:00:00', 'Priority')
+    scontrol('7', state='FAILED', elapsed='00:00:05', reason='NonZeroExitCode')
     assert jobs.active(job) is None
 
 
-def test_a_requeued_job_shows_how_often(tmp_path, monkeypatch):
+def test_a_requeued_job_shows_how_often(tmp_path, scontrol):
+    """Slurm's ``Restarts=`` count, read from scontrol's line."""
     job = _job(tmp_path)
     (tmp_path / FASTER).mkdir()
     (tmp_path / FASTER / 'slurm-7.log').write_text('==> [1/3] train.py Mon\n')
-    states = {'7': JobState('PENDING', '0:00:00', 'BeginTime', restarts=1)}
-    monkeypatch.setattr(jobs, 'job_state', states.get)
-    assert jobs.look(job) == ('PENDING', '0:00:00',
+    scontrol(
+        '7',
+        state='PENDING',
+        elapsed='00:00:00',
+        reason='BeginTime',
+        restarts=1)
+    assert jobs.look(job) == ('PENDING', '00:00:00',
                               '(BeginTime)  requeued 1 time')
-    states['7'] = JobState('RUNNING', '0:00:09', restarts=2)
-    assert jobs.look(job) == ('RUNNING', '0:00:09',
-                              'train.py (1/3)  requeued 2 times')
+    scontrol('7', state='RUNNING', elapsed='1-02:03:09', restarts=12)
+    assert jobs.look(job) == ('RUNNING', '1-02:03:09',
+                              'train.py (1/3)  requeued 12 times')
 
 
 def test_submit_writes_the_script_and_the_record(tmp_path, monkeypatch,
