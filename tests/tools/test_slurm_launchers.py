@@ -124,15 +124,14 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
     itself. The requeued job (the test lifts the limit again)
     resumes; then a SIGTERM, as a preemption sends,
     stops it too, and as it may be requeued once only (max_requeues=1) it
-    ends, saying so. Its last checkpoint holds the weights of a run never
-    stopped, trained as far.
+    ends, saying so. Its last checkpoint holds the weights that a plain
+    --resume from the first stop's checkpoint reaches, trained as far: those
+    of a run never stopped (test_train_test.py shows a resume's to be).
 
     One task a job, niced: the time it must train (Slurm's signal comes up
     to 30 s after the change) costs at most one core, and only what the
-    other tests leave of it; the run never stopped trains only as far as
-    the job got. That every rank of a job
-    stops at the same iteration is tested with two ranks in
-    test_dist_launchers.py.
+    other tests leave of it. That every rank of a job stops at the same
+    iteration is tested with two ranks in test_dist_launchers.py.
     """
     slurm_env = dict(slurm_env, GPUS='1', GPUS_PER_NODE='1')
     iters = 400
@@ -275,22 +274,29 @@ def test_a_time_limited_job_checkpoints_requeues_and_ends_exact(
         f'from iteration {stopped_at}' in _text(log)
     assert stopped_at < again_at < iters
 
-    # A run never stopped, as far as the job got: the same weights. (The
-    # learning-rate schedule is fixed by the config, whatever max_iters.)
-    straight = run_script(
+    # The same weights as a plain --resume from the checkpoint of the first
+    # stop, trained as far (one task, as the job): the requeued job went on
+    # exactly as a resume does, and a resume ends as a run never stopped
+    # (tests/tools/test_train_test.py). The learning-rate schedule is fixed
+    # by the config, whatever max_iters.
+    reference = run_script(
         'slurm_train.sh',
         slurm_env['PARTITION'],
-        'r2-straight',
+        'r2-reference',
         DEMO,
-        tmp_path / 'straight',
+        tmp_path / 'reference',
+        '--resume',
+        work_dir / f'iter_{stopped_at}.pth',
         *options,
         f'train_cfg.max_iters={again_at}',
         f'default_hooks.checkpoint.interval={again_at}',
         env=slurm_env)
-    assert straight.returncode == 0, \
-        (straight.stdout + straight.stderr)[-3000:]
+    assert reference.returncode == 0, \
+        (reference.stdout + reference.stderr)[-3000:]
+    assert f'resumed epoch: 0, iter: {stopped_at}' in reference.stdout + \
+        reference.stderr
     expected = torch.load(
-        tmp_path / 'straight' / f'iter_{again_at}.pth',
+        tmp_path / 'reference' / f'iter_{again_at}.pth',
         weights_only=True)['state_dict']
     weights = torch.load(
         work_dir / f'iter_{again_at}.pth', weights_only=True)['state_dict']

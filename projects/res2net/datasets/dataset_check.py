@@ -11,7 +11,9 @@ into two kinds:
 * **stops** (:data:`STOPS`): the run cannot be what the user meant: the
   file is not JSON or not COCO-shaped (an entry without a field mmdet
   reads, an annotation id used twice: mmdet's tracebacks), a config class
-  is not among the file's categories, an image or HTC semantic map is
+  is not among the file's categories, the classes are listed in another
+  order than the file's categories (mmdet would give every box another
+  class's label, silently), an image or HTC semantic map is
   missing (or, with ``images=True``, unreadable), nothing is left to train
   on after mmdet's filter. :func:`check_config` raises them as one
   :class:`UserError` line.
@@ -207,6 +209,39 @@ def _load(path: str, where: str) -> dict:
     return data
 
 
+def check_class_order(classes: Sequence[str], categories: Sequence[Mapping], *,
+                      where: str) -> None:
+    """Stop when the classes are not in the order of their categories in
+    the annotation file.
+
+    mmdet's ``CocoDataset`` numbers the labels in the file's order of the
+    categories (``COCO.get_cat_ids(cat_names=classes)`` keeps the file's
+    order), whatever the order of ``metainfo.classes``: listed in another
+    order, every label names another class, and nothing fails.
+
+    Raises:
+        UserError: The classes are in another order; the line names the
+            first pair out of order and the order to write.
+    """
+    wanted = set(classes)
+    in_file = [
+        name for name in dict.fromkeys(c['name'] for c in categories)
+        if name in wanted
+    ]
+    if list(classes) == in_file:
+        return
+    first = next(i for i, (ours, theirs) in enumerate(zip(classes, in_file))
+                 if ours != theirs)
+    shown = ', '.join(repr(name) for name in in_file[:_SHOWN]) + \
+        (', ...' if len(in_file) > _SHOWN else '')
+    raise UserError(
+        f'{where}: the config\'s classes are not in the order of the '
+        f'annotation file\'s categories ({in_file[first]!r} comes before '
+        f'{classes[first]!r} there), and mmdet numbers the labels in the '
+        'file\'s order, so each label would name another class; list '
+        f'metainfo classes in the file\'s order: ({shown})')
+
+
 def check_split(dataset: Mapping,
                 loader: str,
                 *,
@@ -238,6 +273,7 @@ def check_split(dataset: Mapping,
             f'{where}: {len(absent)} of the config\'s {len(classes)} classes '
             f'are not categories of {ann_file} ({shown}); set the dataset\'s '
             'metainfo=dict(classes=(...)) to the file\'s category names')
+    check_class_order(classes, data['categories'], where=where)
 
     prefix = dataset.get('data_prefix') or {}
     img_dir = osp.join(root, prefix.get('img', ''))

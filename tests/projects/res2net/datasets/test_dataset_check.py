@@ -386,7 +386,7 @@ def _kept_by_mmdet(dataset: dict, coco: dict):
 @pytest.mark.parametrize(
     'change', [
         dict(metainfo=dict(classes=('a', 'b'))),
-        dict(metainfo=dict(classes=('b', 'c', 'a'))),
+        dict(metainfo=dict(classes=('a', 'b', 'c'))),
         dict(metainfo=dict(classes=('a', 'b')), filter_cfg=None),
         dict(
             metainfo=dict(classes=('a', )),
@@ -460,3 +460,32 @@ def test_what_mmdet_refuses_stops_in_one_line(coco_train_dataset, tmp_path,
         _kept_by_mmdet(dataset, coco)
     with pytest.raises(UserError, match=re.escape(says)):
         check_split(dataset, 'train_dataloader')
+
+
+def test_classes_out_of_the_file_s_order_stop(coco_train_dataset, tmp_path):
+    """mmdet numbers the labels in the file's order of the categories,
+    whatever the order of ``metainfo.classes``: with the classes ('b', 'a')
+    label 0, which names 'b', is given to the boxes of 'a'. Ours stops in
+    one line naming the order to write."""
+    coco = _edge_coco()
+    (tmp_path / 'ann.json').write_text(json.dumps(coco))
+    dataset = dict(
+        coco_train_dataset,
+        data_root=str(tmp_path),
+        ann_file='ann.json',
+        data_prefix=dict(img=''),
+        metainfo=dict(classes=('b', 'a')))
+    built = DATASETS.build(dict(dataset, pipeline=[], lazy_init=True))
+    built.load_data_list()
+    category = {c['id']: c['name'] for c in coco['categories']}
+    assert built.metainfo['classes'][0] == 'b'
+    assert category[built.cat_ids[0]] == 'a'  # label 0: the boxes of 'a'
+
+    with pytest.raises(UserError) as err:
+        check_split(dataset, 'train_dataloader')
+    assert str(err.value) == (
+        f"train_dataloader (data_root={str(tmp_path)!r}): the config's "
+        "classes are not in the order of the annotation file's categories "
+        "('a' comes before 'b' there), and mmdet numbers the labels in the "
+        "file's order, so each label would name another class; list "
+        "metainfo classes in the file's order: ('a', 'b')")
