@@ -436,6 +436,18 @@ def test_it_keeps_what_mmdet_keeps(coco_train_dataset, tmp_path, change):
     assert set(report.problems) <= set(SKIPS)
 
 
+def _unread_images(dataset: dict, tmp_path, coco: dict, classes) -> dict:
+    """``dataset`` on ``coco``, written to ``tmp_path``, with ``classes``;
+    for checks that stop before any image is looked for."""
+    (tmp_path / 'ann.json').write_text(json.dumps(coco))
+    return dict(
+        dataset,
+        data_root=str(tmp_path),
+        ann_file='ann.json',
+        data_prefix=dict(img=''),
+        metainfo=dict(classes=classes))
+
+
 @pytest.mark.parametrize('field, mmdet_error', [('area', KeyError),
                                                 ('id', AssertionError)])
 def test_what_mmdet_refuses_stops_in_one_line(coco_train_dataset, tmp_path,
@@ -449,13 +461,7 @@ def test_what_mmdet_refuses_stops_in_one_line(coco_train_dataset, tmp_path,
     else:
         coco['annotations'][1]['id'] = coco['annotations'][0]['id']
         says = 'annotation id 1 is used twice'
-    (tmp_path / 'ann.json').write_text(json.dumps(coco))
-    dataset = dict(
-        coco_train_dataset,
-        data_root=str(tmp_path),
-        ann_file='ann.json',
-        data_prefix=dict(img=''),
-        metainfo=dict(classes=('a', 'b')))
+    dataset = _unread_images(coco_train_dataset, tmp_path, coco, ('a', 'b'))
     with pytest.raises(mmdet_error):
         _kept_by_mmdet(dataset, coco)
     with pytest.raises(UserError, match=re.escape(says)):
@@ -468,13 +474,7 @@ def test_classes_out_of_the_file_s_order_stop(coco_train_dataset, tmp_path):
     label 0, which names 'b', is given to the boxes of 'a'. Ours stops in
     one line naming the order to write."""
     coco = _edge_coco()
-    (tmp_path / 'ann.json').write_text(json.dumps(coco))
-    dataset = dict(
-        coco_train_dataset,
-        data_root=str(tmp_path),
-        ann_file='ann.json',
-        data_prefix=dict(img=''),
-        metainfo=dict(classes=('b', 'a')))
+    dataset = _unread_images(coco_train_dataset, tmp_path, coco, ('b', 'a'))
     built = DATASETS.build(dict(dataset, pipeline=[], lazy_init=True))
     built.load_data_list()
     category = {c['id']: c['name'] for c in coco['categories']}
