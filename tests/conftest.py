@@ -469,6 +469,45 @@ def randomise() -> Callable[..., nn.Module]:
     return _randomise
 
 
+def _outputs_and_gradients(model: nn.Module,
+                           x: torch.Tensor) -> Tuple[list, dict]:
+    """``model``'s outputs on ``x`` in training mode, and the gradients of
+    its trainable parameters and of ``x`` after a backward pass that gives
+    every output element a weight of its own (a wrong activation anywhere
+    shows in the gradients, not only in their sums)."""
+    model.train()
+    inputs = x.clone().requires_grad_()
+    outputs = model(inputs)
+    weights = torch.Generator().manual_seed(1)
+    sum((o * torch.randn(o.shape, generator=weights)).sum()
+        for o in outputs).backward()
+    grads = {k: p.grad for k, p in model.named_parameters() if p.requires_grad}
+    grads['input'] = inputs.grad
+    return outputs, grads
+
+
+def _same_outputs_and_gradients(model: nn.Module, other: nn.Module,
+                                x: torch.Tensor, outputs: int) -> None:
+    """``other`` (e.g. checkpointed) gives ``model``'s ``outputs`` outputs
+    and every gradient of :func:`_outputs_and_gradients`, to rounding."""
+    outs, grads = zip(*(_outputs_and_gradients(m, x) for m in (model, other)))
+    assert len(outs[0]) == len(outs[1]) == outputs
+    for a, b in zip(*outs):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    assert all(g is not None for g in grads[0].values())
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(
+            grads[1][key], grad, rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.fixture(scope='session')
+def same_outputs_and_gradients() -> Callable[..., None]:
+    """``same_outputs_and_gradients(model, other, x, outputs)``: see
+    :func:`_same_outputs_and_gradients`."""
+    return _same_outputs_and_gradients
+
+
 def _condition_detector(model: nn.Module) -> nn.Module:
     """Weights whose detections are distinct, and BNs that fusing changes.
 

@@ -193,7 +193,8 @@ def test_norm_eval_keeps_bn_statistics():
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_with_cp_gives_same_output_and_gradients(randomise):
+def test_with_cp_gives_same_output_and_gradients(randomise,
+                                                 same_outputs_and_gradients):
     """Checkpointed blocks recompute their activations in the backward
     pass: every stage's output, the input's gradient and every parameter's
     gradient are those of the plain network."""
@@ -201,28 +202,9 @@ def test_with_cp_gives_same_output_and_gradients(randomise):
     plain = randomise(build(depth=50, norm_eval=True))
     ckpt = build(depth=50, norm_eval=True, with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.rand(1, 3, 64, 64)
-    outs, grads = [], []
-    for model in (plain, ckpt):
-        model.train()
-        inputs = x.clone().requires_grad_()
-        outputs = model(inputs)
-        # A weight per element and every stage's output: a wrong
-        # activation anywhere shows in the gradients.
-        weights = torch.Generator().manual_seed(1)
-        sum((o * torch.randn(o.shape, generator=weights)).sum()
-            for o in outputs).backward()
-        outs.append(outputs)
-        grads.append({k: p.grad for k, p in model.named_parameters()})
-        grads[-1]['input'] = inputs.grad
-    assert len(outs[0]) == len(outs[1]) == 4
-    for a, b in zip(*outs):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
-    assert grads[0].keys() == grads[1].keys()
-    assert all(g is not None for g in grads[0].values())
-    for key, grad in grads[0].items():
-        torch.testing.assert_close(
-            grads[1][key], grad, rtol=1e-4, atol=1e-5, msg=key)
+    assert all(p.requires_grad for p in plain.parameters())  # every one
+    same_outputs_and_gradients(
+        plain, ckpt, torch.rand(1, 3, 64, 64), outputs=4)
 
 
 def test_dcn_replaces_split_convs_in_chosen_stages():

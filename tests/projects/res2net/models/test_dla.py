@@ -356,7 +356,8 @@ def test_frozen_stages_and_norm_eval():
     assert missing == []
 
 
-def test_with_cp_gives_the_same_outputs_and_gradients():
+def test_with_cp_gives_the_same_outputs_and_gradients(
+        same_outputs_and_gradients):
     """Checkpointed blocks recompute their activations in the backward
     pass: every output, the input's gradient and every parameter's
     gradient are those of the plain network (BN in training mode)."""
@@ -364,31 +365,8 @@ def test_with_cp_gives_the_same_outputs_and_gradients():
     plain = Res2NetDLA(norm_eval=False)
     ckpt = Res2NetDLA(norm_eval=False, with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.rand(2, 3, 32, 32)
-    outs, grads = [], []
-    for model in (plain, ckpt):
-        model.train()
-        inputs = x.clone().requires_grad_()
-        outputs = model(inputs)
-        # A weight per element: a wrong activation anywhere shows in the
-        # gradients, not only in their sums.
-        weights = torch.Generator().manual_seed(1)
-        sum((o * torch.randn(o.shape, generator=weights)).sum()
-            for o in outputs).backward()
-        outs.append(outputs)
-        grads.append({
-            k: p.grad
-            for k, p in model.named_parameters() if p.requires_grad
-        })
-        grads[-1]['input'] = inputs.grad
-    assert len(outs[0]) == len(outs[1]) == 4
-    for a, b in zip(*outs):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
-    assert grads[0].keys() == grads[1].keys()
-    assert all(g is not None for g in grads[0].values())
-    for key, grad in grads[0].items():
-        torch.testing.assert_close(
-            grads[1][key], grad, rtol=1e-4, atol=1e-5, msg=key)
+    same_outputs_and_gradients(
+        plain, ckpt, torch.rand(2, 3, 32, 32), outputs=4)
 
 
 def _norms(model: nn.Module) -> list:
