@@ -18,6 +18,9 @@ MMCV_REQ = $(shell grep -E '^mmcv\b' requirements.txt)
 DEMO_CONFIG := configs/demo/faster_rcnn_r2_50_fpn_demo.py
 DEMO_DATA := data/demo
 DEMO_WORK_DIR := work_dirs/demo
+# The demo test's predictions, kept for mmdet's analysis tools
+# (docs/useful_tools.md): RESULTS.pkl (--out) and RESULTS.bbox.json (COCO's).
+DEMO_RESULTS := $(DEMO_WORK_DIR)/results
 
 .PHONY: install demo test lint gpu-check clean
 
@@ -46,7 +49,8 @@ demo: install
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	@echo "==> testing the last checkpoint"
 	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" \
-		--work-dir $(DEMO_WORK_DIR)
+		--work-dir $(DEMO_WORK_DIR) --out $(DEMO_RESULTS).pkl \
+		--cfg-options test_evaluator.outfile_prefix=$(DEMO_RESULTS)
 
 # --durations: the slowest tests, in every run's output (CI's included).
 # TEST_WORKERS test processes (pytest-xdist), each with its share of the

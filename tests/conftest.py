@@ -25,6 +25,7 @@ import pytest
 import torch
 from filelock import FileLock
 from mmengine.config import Config
+from mmengine.fileio import load
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -620,9 +621,12 @@ class TrainedDemo(NamedTuple):
 
 
 def _makefile_variable(name: str) -> str:
-    """A ``NAME := value`` of the Makefile: where ``make demo`` works."""
+    """A ``NAME := value`` of the Makefile, the ``$(OTHER)`` in it
+    expanded: where ``make demo`` works."""
     makefile = (REPO / 'Makefile').read_text()
-    return re.search(rf'^{name} := (\S+)$', makefile, re.M).group(1)
+    value = re.search(rf'^{name} := (\S+)$', makefile, re.M).group(1)
+    return re.sub(r'\$\((\w+)\)', lambda other: _makefile_variable(other[1]),
+                  value)
 
 
 def _summary_note(line: str) -> None:
@@ -782,6 +786,39 @@ class DemoPredictions(NamedTuple):
     metrics: dict  # test.py's metrics.json
 
 
+def _make_demo_predictions(trained_demo: TrainedDemo
+                           ) -> Optional[Tuple[Path, Path, Path]]:
+    """``make demo``'s test of the checkpoint that ``trained_demo`` reused:
+    its ``metrics.json``, ``--out`` pickle and COCO results prefix, if that
+    test ran on that checkpoint after it was saved, on every validation
+    image; else None."""
+    work_dir = REPO / _makefile_variable('DEMO_WORK_DIR')
+    results = REPO / _makefile_variable('DEMO_RESULTS')
+    metrics = work_dir / 'metrics.json'
+    pickle = Path(f'{results}.pkl')
+    written = (metrics, pickle, Path(f'{results}.bbox.json'))
+    if trained_demo.work_dir.resolve() != work_dir.resolve() or not all(
+            path.is_file() for path in written):
+        return None
+    saved = trained_demo.checkpoint.stat().st_mtime
+    report = json.loads(metrics.read_text())
+    if Path(report['checkpoint']).resolve() != \
+            trained_demo.checkpoint.resolve() or \
+            report['config'] != DEMO_CONFIG or \
+            any(path.stat().st_mtime < saved for path in written):
+        return None
+    ann_file = trained_demo.root / 'data' / 'annotations' / \
+        'instances_val2017.json'
+    images = {
+        image['id']
+        for image in json.loads(ann_file.read_text())['images']
+    }
+    tested = [sample['img_id'] for sample in load(pickle)]
+    if sorted(tested) != sorted(images):
+        return None
+    return metrics, pickle, results
+
+
 @pytest.fixture(scope='session')
 def tested_demo(trained_demo, call_tool) -> DemoPredictions:
     """tools/test.py on the trained demo checkpoint, once for the session's
@@ -789,19 +826,37 @@ def tested_demo(trained_demo, call_tool) -> DemoPredictions:
     every image of its annotation file), with the predictions kept as
     ``--out``'s pickle and as the evaluator's COCO result files. For the
     tests that re-evaluate or analyse one detector's predictions: mmdet's
-    tools, pycocotools, FasterCocoMetric against CocoMetric."""
+    tools, pycocotools, FasterCocoMetric against CocoMetric.
+
+    ``make demo`` tests its checkpoint so: where ``trained_demo`` is its
+    run, its test is reused when it is that checkpoint's
+    (:func:`_make_demo_predictions`); otherwise the same command tests it
+    here. The closing summary says which.
+    """
     shared = _shared_dir()
-    work_dir = shared / 'tested_demo'
     data = trained_demo.root / 'data'
-    pickle, prefix = work_dir / 'predictions.pkl', work_dir / 'coco'
+    decided = shared / 'tested_demo.json'
     with FileLock(str(shared / 'tested_demo.lock')):
-        if not (work_dir / 'metrics.json').is_file():
-            result = call_tool(
-                'test.py', DEMO_CONFIG, trained_demo.checkpoint, '--work-dir',
-                work_dir, '--out', pickle,
-                *_quick(data, **{'test_evaluator.outfile_prefix': prefix}))
-            assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((work_dir / 'metrics.json').read_text())['metrics']
+        if not decided.is_file():
+            found = _make_demo_predictions(trained_demo)
+            if found is None:
+                work_dir = shared / 'tested_demo'
+                results = work_dir / 'results'
+                found = (work_dir / 'metrics.json', Path(f'{results}.pkl'),
+                         results)
+                result = call_tool(
+                    'test.py', DEMO_CONFIG, trained_demo.checkpoint,
+                    '--work-dir', work_dir, '--out', found[1],
+                    *_quick(data, **{'test_evaluator.outfile_prefix':
+                                     results}))
+                assert result.returncode == 0, result.stderr[-3000:]
+                _summary_note('tested_demo: tested in the session')
+            else:
+                _summary_note(f'tested_demo: reused `make demo`\'s test '
+                              f'in {found[0].parent}')
+            decided.write_text(json.dumps([str(path) for path in found]))
+        metrics, pickle, prefix = map(Path, json.loads(decided.read_text()))
+    metrics = json.loads(metrics.read_text())['metrics']
     assert metrics['coco/bbox_mAP'] > 0.1  # a trained detector's boxes
     return DemoPredictions(data,
                            data / 'annotations' / 'instances_val2017.json',
@@ -822,7 +877,6 @@ def demo_subset(tested_demo, tmp_path_factory) -> DemoSubset:
     trained demo detector, for a tenth of the images."""
     from mmdet.datasets import CocoDataset
     from mmdet.registry import METRICS
-    from mmengine.fileio import load
 
     coco = json.loads(tested_demo.ann_file.read_text())
     coco['images'] = coco['images'][:10]

@@ -1,12 +1,14 @@
 # Copyright (c) Res2Net-MMDet contributors. All rights reserved.
 """The pieces the tools share: config loading, ``--cfg-options``, data
 checks, AP table."""
+import gc
 
 import pytest
 from mmengine.config import DictAction
 
 from projects.res2net.engine.cli import (ap_table, check_data, load_config,
                                          parse_cfg_options, run_tool)
+from projects.res2net.engine.forked import run_script
 from projects.res2net.errors import UserError
 
 HTC = 'configs/htc_r2_101_fpn_20e.py'
@@ -149,6 +151,36 @@ def test_ap_table_rows_per_task():
     lines = ap_table(metrics).splitlines()
     assert len(lines) == 3
     assert lines[2] == '| bbox | ' + ' | '.join(['0.500'] * 5) + ' | – |'
+
+
+FREEZE_SCRIPT = '''
+import gc
+from projects.res2net.engine.cli import run_tool
+before = gc.get_freeze_count()
+run_tool(lambda: print(before, gc.get_freeze_count()))
+'''
+
+
+def test_a_tool_s_imports_are_frozen_before_its_main(tmp_path):
+    """In a tool's process (here one forked from the fork server, with
+    torch and mmdet imported), run_tool exempts what is there from the
+    cyclic garbage collector before the tool's ``main`` runs."""
+    script, log = tmp_path / 'tool.py', tmp_path / 'out.log'
+    script.write_text(FREEZE_SCRIPT)
+    assert run_script(str(script), [], log=str(log)) == 0, log.read_text()
+    before, during = map(int, log.read_text().split())
+    assert before == 0 and during > 100_000  # torch's, mmengine's, mmdet's
+
+
+def test_a_process_that_froze_objects_itself_keeps_its_choice():
+    """A test process (tests/conftest.py freezes after collection) runs
+    tools in itself: run_tool freezes nothing more there, or every test's
+    objects alive at a tool run would be kept for the session."""
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    kept = []  # objects made since the conftest froze
+    run_tool(lambda: kept.append(gc.get_freeze_count()))
+    assert kept == [frozen] and gc.get_freeze_count() == frozen
 
 
 def test_run_tool_prints_one_line_and_exits_2(capsys):

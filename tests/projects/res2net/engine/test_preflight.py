@@ -13,6 +13,7 @@ from mmengine.registry import Registry
 from torch import nn
 
 from projects.res2net.engine.cli import load_config, parse_cfg_options
+from projects.res2net.engine.forked import run_script
 from projects.res2net.engine.preflight import (build_model, check_settings,
                                                check_types,
                                                removed_on_early_failure)
@@ -185,6 +186,27 @@ def test_the_checked_model_has_shapes_but_no_values(repo):
     model = build_model(cfg)
     assert model.scale.device.type == 'cpu'
     assert torch.equal(model.scale.detach(), torch.ones(3))
+
+
+DYNAMO_SCRIPT = '''
+import sys
+from projects.res2net.engine.cli import load_config
+from projects.res2net.engine.preflight import build_model
+build_model(load_config(sys.argv[1]))
+print('torch._dynamo' in sys.modules)
+'''
+
+
+def test_the_checked_model_draws_nothing(repo, tmp_path):
+    """On the meta device a draw into a parameter runs PyTorch's Python
+    reference code, whose first use imports TorchDynamo (0.6 s of CPU in a
+    test.py process, which never compiles): the check draws nothing. In a
+    process of its own, forked from one that imported mmdet, not Dynamo."""
+    script, log = tmp_path / 'check.py', tmp_path / 'out.log'
+    script.write_text(DYNAMO_SCRIPT)
+    assert run_script(
+        str(script), [str(repo / DEMO)], log=str(log)) == 0, log.read_text()
+    assert log.read_text().splitlines()[-1] == 'False'
 
 
 def test_an_early_failure_leaves_the_work_dir_as_it_was(tmp_path):
