@@ -344,7 +344,7 @@ def conclude(stop: TrainingStopped,
             return 0
         reason = f'scontrol requeue {job.job_id} failed: {failed}'
     print(
-        f'{head}; not requeued: {reason}; resume with '
+        f'{head}; not requeued: {reason}; resume with: '
         f'{resume_command()}',
         file=sys.stderr,
         flush=True)

@@ -31,7 +31,7 @@ import pickle
 import re
 import zipfile
 from collections.abc import Mapping
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Tuple
 from urllib.error import URLError
 from urllib.parse import urlparse
 
@@ -154,6 +154,18 @@ def load_remote(filename: str,
     return torch.load(cached, map_location=map_location)
 
 
+def _model_zoo_name(filename: str) -> Tuple[str, str]:
+    """``(scheme, NAME)`` of mmengine's model-zoo name
+    ``open-mmlab://NAME``, a deprecated ``NAME`` followed to the one that
+    replaced it; ``('', filename)`` for any other filename."""
+    scheme = next((s for s in _MODEL_ZOO_SCHEMES if filename.startswith(s)),
+                  '')
+    if not scheme:
+        return '', filename
+    name = filename[len(scheme):]
+    return scheme, get_deprecated_model_names().get(name, name)
+
+
 def load_model_zoo(filename: str, map_location: Optional[str] = None) -> Any:
     """mmengine's ``open-mmlab://NAME`` loader, through :func:`load_remote`.
 
@@ -161,15 +173,12 @@ def load_model_zoo(filename: str, map_location: Optional[str] = None) -> Any:
     an unknown one, as mmengine raises); a URL is fetched and cached, a
     relative path is a file under mmengine's home.
     """
-    scheme = next(s for s in _MODEL_ZOO_SCHEMES if filename.startswith(s))
-    name = filename[len(scheme):]
-    renamed = get_deprecated_model_names().get(name)
-    if renamed:
+    scheme, name = _model_zoo_name(filename)
+    if f'{scheme}{name}' != filename:
         print_log(
-            f'{scheme}{name} is deprecated in favor of {scheme}{renamed}',
+            f'{filename} is deprecated in favor of {scheme}{name}',
             logger='current',
             level=logging.WARNING)
-        name = renamed
     url = get_external_models()[name]
     if url.startswith(('http://', 'https://')):
         return load_remote(url, map_location=map_location)
@@ -181,10 +190,8 @@ def load_model_zoo(filename: str, map_location: Optional[str] = None) -> Any:
 
 def _fetch_hint(checkpoint: str) -> str:
     """Explain where a remote checkpoint comes from and where it is cached."""
-    url = checkpoint
-    for scheme in _MODEL_ZOO_SCHEMES:
-        if checkpoint.startswith(scheme):
-            url = get_external_models().get(checkpoint[len(scheme):], '')
+    scheme, name = _model_zoo_name(checkpoint)
+    url = get_external_models().get(name, '') if scheme else checkpoint
     if not url.startswith(('http://', 'https://')):
         return ''
     return f'download {url} to {cache_path(url)}, or '

@@ -191,9 +191,13 @@ def _plain(node: Mapping) -> dict:
 
 
 def _type_name(backbone: Mapping) -> str:
+    """The name of a config's ``type``: a class's name, or a string's last
+    dotted part (a registry scope, ``mmdet.ResNet``; or the module path
+    that a lazy-import config's type reads as, ``mmdet.models.ResNet``)."""
     kind = backbone.get('type')
-    return kind if isinstance(kind, str) else getattr(kind, '__name__',
+    name = kind if isinstance(kind, str) else getattr(kind, '__name__',
                                                       str(kind))
+    return name.rsplit('.', 1)[-1]
 
 
 def variant_backbone(variant: str) -> dict:

@@ -146,12 +146,19 @@ def _inputs(cfg: Config) -> dict:
         any(True for _ in _values(model, key))
         for key in ('semantic_head', 'panoptic_head', 'panoptic_fusion_head'))
     classes = [n for n in _values(model, 'num_classes') if isinstance(n, int)]
+    num_classes = max(1, min([10] + classes))
+    # mmdet's helper draws labels from 1 to num_classes - 1: none at all for
+    # a model of one class (CrowdDet's person, a face detector's face),
+    # whose one label is 0.
     packed = demo_mm_inputs(
         2,
         shapes,
         with_mask=True,
         with_semantic=semantic,
-        num_classes=max(1, min([10] + classes)))
+        num_classes=max(2, num_classes))
+    if num_classes == 1:
+        for sample in packed['data_samples']:
+            sample.gt_instances.labels.zero_()
     if 'roi_head' in model and 'rpn_head' not in model:
         proposals = demo_mm_proposals(shapes, 100)
         for sample, boxes in zip(packed['data_samples'], proposals):

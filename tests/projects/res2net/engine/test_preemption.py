@@ -282,7 +282,7 @@ def test_a_slurm_job_requeues_itself_or_says_why_not(capsys, monkeypatch,
         'resumes from work/iter_6.pth'
     ]
     if line is not None:
-        said.append(f'{stopped}not requeued: {line}; resume with python '
+        said.append(f'{stopped}not requeued: {line}; resume with: python '
                     'tools/train.py cfg.py --resume')
     assert conclude(_stop(), environ=requeued) == \
         (0 if line is None else 128 + signal.SIGUSR1)

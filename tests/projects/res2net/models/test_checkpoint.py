@@ -149,6 +149,20 @@ def test_a_url_loads_as_a_local_file_does(tmp_path, serve_http, monkeypatch):
     assert [p.rsplit('/', 1)[1] for p in served.requests] == \
         ['evil.pth', 'legacy.pth']
 
+    # A deprecated name is followed to the one that replaced it (mmengine's
+    # table), for the download and for the hint where it cannot be had.
+    (home / 'open_mmlab.json').write_text(
+        json.dumps({'detectron/resnet50_caffe': served.url + 'gone.pth'}))
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(
+            'open-mmlab://resnet50_caffe', what='checkpoint', fix='fix')
+    assert str(err.value).startswith(
+        'cannot fetch checkpoint open-mmlab://resnet50_caffe (')
+    assert str(err.value).endswith(
+        f'); download {served.url}gone.pth to '
+        f'{torch.hub.get_dir()}/checkpoints/gone.pth, or fix')
+    assert served.requests[-1].endswith('/gone.pth')
+
 
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / 'notes.pth'

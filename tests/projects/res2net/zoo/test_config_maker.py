@@ -289,12 +289,13 @@ def test_a_written_config_that_is_not_the_swap_is_not_left(
 
 
 def test_a_base_a_plain_config_cannot_inherit_is_one_line(tmp_path):
-    """A lazy-import (new-style) base loads, but mmengine lets no plain
-    config inherit it: reading the written config back says so, in one
-    line, and nothing is left."""
+    """A lazy-import (new-style) base loads (its types are classes, which
+    read as their module paths: ``mmdet.models.ResNet`` is a ResNet), but
+    mmengine lets no plain config inherit it: reading the written config
+    back says so, in one line, and nothing is left."""
     base = base_file(
-        tmp_path, 'from mmdet.models import RetinaNet\n'
-        "model = dict(type=RetinaNet, backbone=dict(type='ResNet', depth=50))"
+        tmp_path, 'from mmdet.models import ResNet, RetinaNet\n'
+        'model = dict(type=RetinaNet, backbone=dict(type=ResNet, depth=50))'
         '\n')
     out = tmp_path / 'new' / 'made.py'
     with pytest.raises(UserError) as info:

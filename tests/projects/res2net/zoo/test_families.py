@@ -48,8 +48,9 @@ def test_a_family_without_a_resnet50_config_is_left_out(tmp_path):
 
 
 def test_inputs_fit_the_model():
-    """Labels within the model's classes, proposals for a detector without
-    an RPN, semantic maps for a semantic head (HTC's is in its RoI head)."""
+    """Labels within the model's classes (0 for a model of one class, which
+    mmdet's helper cannot draw), proposals for a detector without an RPN,
+    semantic maps for a semantic head (HTC's is in its RoI head)."""
     root = mmdet_configs_root()
 
     def inputs(config):
@@ -62,6 +63,11 @@ def test_inputs_fit_the_model():
     assert all('gt_sem_seg' in s for s in inputs('htc/htc_r50_fpn_1x_coco.py'))
     retina = inputs('retinanet/retinanet_r50_fpn_1x_coco.py')
     assert not any('proposals' in s or 'gt_sem_seg' in s for s in retina)
+    # One class (faces): every box is of it, label 0.
+    faces = inputs('wider_face/retinanet_r50_fpn_1x_widerface.py')
+    assert all(
+        len(s.gt_instances) > 0 and s.gt_instances.labels.eq(0).all()
+        for s in faces)
 
 
 def test_a_family_past_its_time_limit_is_a_row():
