@@ -50,8 +50,9 @@ def run_tool(main: Callable[[], Any]) -> None:
     # What the tool imported (torch, mmengine, mmdet: 350,000 objects) lives
     # as long as the process. Exempted from the cyclic garbage collector, it
     # is not walked again by each full collection (mmengine's datasets ask
-    # for one as they are built): 0.8 s of CPU of a 4-s test.py run on the
-    # demo, 1 s of a short training run; and the loader workers forked
+    # for one as they are built): 0.8 of the 4.6 CPU-seconds of a test.py
+    # run on 5 demo images, 1 of the 10.3 of a two-iteration R2-101
+    # training (docs/development.md); and the loader workers forked
     # later do not copy its pages as a collection touches them. A process
     # that froze objects itself (a test process running the tool) keeps
     # its own choice.
