@@ -29,3 +29,11 @@ class CheckpointMismatch(CheckpointError):
 
 class NonFiniteLoss(UserError):
     """Training diverged: a loss term is NaN or infinite."""
+
+
+def error_line(err: BaseException) -> str:
+    """``Type: first line`` of an exception: what a one-line message says
+    of an error met inside a library (a config mmengine cannot read, a model
+    that does not build)."""
+    first = (str(err).strip().splitlines() or [''])[0]
+    return f'{type(err).__name__}: {first}'

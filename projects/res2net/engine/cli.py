@@ -28,7 +28,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, UserError, error_line
 from ..models.checkpoint import no_random_init
 from .dist import (BACKENDS, LAUNCHERS, close_process_group,
                    configure_distributed, init_process_group)
@@ -383,9 +383,8 @@ def load_config(path: str,
     try:
         cfg = Config.fromfile(path)
     except Exception as err:  # syntax errors, missing bases, bad imports
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
-        raise UserError(f'cannot read config {path}: '
-                        f'{type(err).__name__}: {first}') from err
+        raise UserError(
+            f'cannot read config {path}: {error_line(err)}') from err
     # The config text without yapf: mmengine formats it afresh each time a
     # run logs, dumps or checkpoints it, 0.3-1 s a time (1-3 s of a train.py
     # or test.py run on a CPU); unformatted it is the same Python, a key a

@@ -33,7 +33,7 @@ from mmengine.config import Config
 from yapf.yapflib.yapf_api import FormatCode
 
 from ..engine.fileio import write_text
-from ..errors import UserError
+from ..errors import UserError, error_line
 from ..models.variants import (DLA_VARIANTS, RESNET_VARIANTS, imagenet_weights,
                                variant_kwargs)
 from ..paths import REPO_ROOT
@@ -344,13 +344,7 @@ def load_base(base: str) -> Config:
         return Config.fromfile(base)
     except Exception as err:  # a missing mmdet config, a syntax error
         raise UserError(
-            f'cannot read base config {base}: {_error_line(err)}') from err
-
-
-def _error_line(err: BaseException) -> str:
-    """``Type: first line`` of an exception, for a one-line message."""
-    first = (str(err).strip().splitlines() or [''])[0]
-    return f'{type(err).__name__}: {first}'
+            f'cannot read base config {base}: {error_line(err)}') from err
 
 
 class _Source(str):
@@ -530,7 +524,7 @@ def _read_back(path: str, base: str) -> Config:
         return Config.fromfile(path)
     except Exception as err:
         raise UserError(f'the Res2Net config on {base} cannot be read back: '
-                        f'{_error_line(err)}') from err
+                        f'{error_line(err)}') from err
 
 
 def check_builds(cfg: Config, swap: Swap) -> None:
@@ -553,4 +547,4 @@ def check_builds(cfg: Config, swap: Swap) -> None:
         MODELS.build(cfg.model)
     except Exception as err:
         raise UserError(
-            f'the Res2Net config does not build: {_error_line(err)}') from err
+            f'the Res2Net config does not build: {error_line(err)}') from err

@@ -38,7 +38,7 @@ from mmengine.registry import init_default_scope
 
 from .. import models  # noqa: F401  (registers Res2NetBackbone)
 from ..engine.forked import forkserver
-from ..errors import UserError
+from ..errors import UserError, error_line
 from .config_maker import (RESNET_TYPES, backbone_path, config_node,
                            swap_backbone)
 
@@ -116,10 +116,11 @@ def family_configs(root: str,
     return found
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    first = ' '.join(text[0].split()) if text else ''
-    return f'{type(err).__name__}: {first}'[:200]
+def _reason(err: BaseException) -> str:
+    """:func:`error_line`, its spaces collapsed and cut to 200 characters:
+    a cell of the table."""
+    kind, _, first = error_line(err).partition(': ')
+    return f'{kind}: {" ".join(first.split())}'[:200]
 
 
 def _values(node: Any, key: str) -> Iterator[Any]:
@@ -204,7 +205,7 @@ def check_family(root: str, config: str, variant: str = VARIANT) -> dict:
             run_forwards(cfg)
             row[which], row[f'{which}_reason'] = PASS, ''
         except Exception as err:  # any failure is a row of the table
-            row[which], row[f'{which}_reason'] = FAIL, _first_line(err)
+            row[which], row[f'{which}_reason'] = FAIL, _reason(err)
             row[f'{which}_traceback'] = traceback.format_exc(limit=-3)
     row['seconds'] = time.perf_counter() - start
     return row
