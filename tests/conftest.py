@@ -619,6 +619,11 @@ class TrainedDemo(NamedTuple):
     log: str  # the training run's log
     iterations: int
 
+    @property
+    def val_ann_file(self) -> Path:
+        """The demo data's validation annotations (what test.py scores)."""
+        return self.root / 'data' / 'annotations' / 'instances_val2017.json'
+
 
 def _makefile_variable(name: str) -> str:
     """A ``NAME := value`` of the Makefile, the ``$(OTHER)`` in it
@@ -807,11 +812,10 @@ def _make_demo_predictions(trained_demo: TrainedDemo
             report['config'] != DEMO_CONFIG or \
             any(path.stat().st_mtime < saved for path in written):
         return None
-    ann_file = trained_demo.root / 'data' / 'annotations' / \
-        'instances_val2017.json'
     images = {
         image['id']
-        for image in json.loads(ann_file.read_text())['images']
+        for image in json.loads(trained_demo.val_ann_file.read_text())
+        ['images']
     }
     tested = [sample['img_id'] for sample in load(pickle)]
     if sorted(tested) != sorted(images):
@@ -858,9 +862,25 @@ def tested_demo(trained_demo, call_tool) -> DemoPredictions:
         metrics, pickle, prefix = map(Path, json.loads(decided.read_text()))
     metrics = json.loads(metrics.read_text())['metrics']
     assert metrics['coco/bbox_mAP'] > 0.1  # a trained detector's boxes
-    return DemoPredictions(data,
-                           data / 'annotations' / 'instances_val2017.json',
-                           pickle, prefix, metrics)
+    return DemoPredictions(data, trained_demo.val_ann_file, pickle, prefix,
+                           metrics)
+
+
+def _evaluated(metric, samples: List[dict]) -> Dict[str, float]:
+    """What an mmdet metric (``CocoMetric`` or one like it) computes of
+    ``samples``, predictions as ``test.py --out`` keeps them, for a dataset
+    of COCO's classes (the demo data's)."""
+    from mmdet.datasets import CocoDataset
+
+    metric.dataset_meta = dict(classes=CocoDataset.METAINFO['classes'])
+    metric.process({}, samples)
+    return metric.compute_metrics(metric.results)
+
+
+@pytest.fixture(scope='session')
+def evaluate() -> Callable[..., Dict[str, float]]:
+    """``evaluate(metric, samples)``: see :func:`_evaluated`."""
+    return _evaluated
 
 
 class DemoSubset(NamedTuple):
@@ -875,7 +895,6 @@ def demo_subset(tested_demo, tmp_path_factory) -> DemoSubset:
     config's evaluator gives ``tested_demo``'s predictions on them, computed
     in this process: a checkpoint tested there gives these when it is the
     trained demo detector, for a tenth of the images."""
-    from mmdet.datasets import CocoDataset
     from mmdet.registry import METRICS
 
     coco = json.loads(tested_demo.ann_file.read_text())
@@ -888,12 +907,10 @@ def demo_subset(tested_demo, tmp_path_factory) -> DemoSubset:
     ann_file.write_text(json.dumps(coco))
     config = Config.fromfile(str(REPO / DEMO_CONFIG))
     metric = METRICS.build(dict(config.test_evaluator, ann_file=str(ann_file)))
-    metric.dataset_meta = dict(classes=CocoDataset.METAINFO['classes'])
-    metric.process(
-        {}, [s for s in load(tested_demo.pickle) if s['img_id'] in kept])
+    samples = [s for s in load(tested_demo.pickle) if s['img_id'] in kept]
     metrics = {
         f'coco/{key}': value
-        for key, value in metric.compute_metrics(metric.results).items()
+        for key, value in _evaluated(metric, samples).items()
     }
     assert metrics['coco/bbox_mAP'] > 0.1  # a meaningful comparison
     return DemoSubset([

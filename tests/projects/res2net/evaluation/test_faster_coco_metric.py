@@ -29,12 +29,6 @@ DEMO = 'configs/demo/faster_rcnn_r2_50_fpn_demo.py'
 CLASSES = CocoDataset.METAINFO['classes']
 
 
-def _evaluate(metric: CocoMetric, samples: List[dict]) -> Dict[str, float]:
-    metric.dataset_meta = dict(classes=CLASSES)
-    metric.process({}, samples)
-    return metric.compute_metrics(metric.results)
-
-
 def _load(ann_file: Path, results: Path, iou_type: str) -> Tuple[COCO, COCO]:
     """The ground truth and a results file, as CocoMetric loads them."""
     coco_gt = COCO(str(ann_file))
@@ -91,12 +85,12 @@ def _metric(kind: type,
         outfile_prefix=str(prefix))
 
 
-def test_box_ap_of_the_demo_detector(tested_demo, tmp_path):
+def test_box_ap_of_the_demo_detector(tested_demo, evaluate, tmp_path):
     samples = load(tested_demo.pickle)
-    ours = _evaluate(
+    ours = evaluate(
         _metric(FasterCocoMetric, tested_demo.ann_file, tmp_path / 'faster',
                 ['bbox']), samples)
-    theirs = _evaluate(
+    theirs = evaluate(
         _metric(CocoMetric, tested_demo.ann_file, tmp_path / 'coco', ['bbox']),
         samples)
     _assert_same(ours, theirs)
@@ -163,14 +157,13 @@ def _mask_samples(ann_file: Path) -> List[dict]:
 
 
 def test_mask_and_box_ap_with_more_than_100_results_per_image(
-        trained_demo, tmp_path):
-    ann_file = trained_demo.root / 'data' / 'annotations' / \
-        'instances_val2017.json'
+        trained_demo, evaluate, tmp_path):
+    ann_file = trained_demo.val_ann_file
     samples = _mask_samples(ann_file)
-    ours = _evaluate(
+    ours = evaluate(
         _metric(FasterCocoMetric, ann_file, tmp_path / 'faster',
                 ['bbox', 'segm']), samples)
-    theirs = _evaluate(
+    theirs = evaluate(
         _metric(CocoMetric, ann_file, tmp_path / 'coco', ['bbox', 'segm']),
         samples)
     _assert_same(ours, theirs)
@@ -189,11 +182,10 @@ def test_mask_and_box_ap_with_more_than_100_results_per_image(
 
 
 def test_without_the_package_it_is_coco_metric_after_one_line(
-        trained_demo, tmp_path, monkeypatch, capsys):
+        trained_demo, evaluate, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(faster_coco_metric, 'COCOeval_faster', None)
     MMLogger.get_instance('faster_coco_metric_test')  # logs to captured
-    ann_file = trained_demo.root / 'data' / 'annotations' / \
-        'instances_val2017.json'
+    ann_file = trained_demo.val_ann_file
     samples = _mask_samples(ann_file)[:20]
     metric = METRICS.build(
         dict(
@@ -204,11 +196,11 @@ def test_without_the_package_it_is_coco_metric_after_one_line(
     built = capsys.readouterr().out
     assert built.count('faster-coco-eval is not installed') == 1, built
     assert 'pip install faster-coco-eval==1.8.0' in built
-    ours = _evaluate(metric, samples)
+    ours = evaluate(metric, samples)
     evaluated = capsys.readouterr().out
     assert 'Running per image evaluation' in evaluated  # pycocotools'
     assert 'not installed' not in evaluated  # said once, when built
-    theirs = _evaluate(
+    theirs = evaluate(
         _metric(
             CocoMetric, ann_file, tmp_path / 'coco', ['bbox'],
             classwise=False), samples)
